@@ -1,0 +1,73 @@
+"""Development sessions: ``nox -s tests lint typecheck docs demo bench wheels``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+#: Every distribution under plugins/ is picked up without editing this file.
+PLUGINS = sorted(str(p.parent) for p in (ROOT / "plugins").glob("*/pyproject.toml"))
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
+
+nox.options.sessions = ["lint", "typecheck", "tests", "wheels"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def install_project(session: nox.Session, *extra: str) -> None:
+    """The core and every plugin, editable, plus ``extra`` requirements."""
+    editable = [arg for path in [str(ROOT), *PLUGINS] for arg in ("-e", path)]
+    session.install(*editable, *extra)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite (starts its own beanstalkd)."""
+    install_project(session, *TEST_DEPS)
+    session.run("pytest", *(session.posargs or []))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the core, the plugins, the tests, the benchmarks and the examples."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the core and every plugin package."""
+    install_project(session, "mypy", *TEST_DEPS)
+    packages = ["pulpo_core"] + [
+        str(p) for path in PLUGINS for p in Path(path).glob("pulpo_*") if p.is_dir()
+    ]
+    session.run("mypy", *packages)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs, strict: broken links fail)."""
+    install_project(session, "mkdocs>=1.6")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: sample jobs through a worker on the embedded file queue."""
+    install_project(session)
+    session.run("python", str(ROOT / "examples" / "demo.py"), *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the peers; writes the figures quoted in docs/performance.md."""
+    install_project(session, "huey", "persist-queue")
+    session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Build a wheel of every distribution and run a job from them in a fresh environment."""
+    session.install("build")
+    session.run("python", str(ROOT / ".ci" / "wheels.py"), *session.posargs)

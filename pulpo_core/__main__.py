@@ -1,0 +1,7 @@
+"""``python -m pulpo_core`` runs the ``pulpo`` command."""
+
+import sys
+
+from pulpo_core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,212 @@
+"""`Pulpo`: the object producers publish through and workers run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from pulpo_core.adapter import QueueAdapter
+from pulpo_core.adapters import AdapterEntry, collect_adapters, create_adapter, select_adapter
+from pulpo_core.config import Config, check_section, load_config
+from pulpo_core.errors import ConfigError
+from pulpo_core.handlers import HandlerRegistry
+from pulpo_core.lease import keep_lease
+from pulpo_core.message import Message
+from pulpo_core.plugins import PulpoPluginManager, build_plugin_manager
+from pulpo_core.result import Action, Bury, Commit, Drop, Result, Retry
+
+log = logging.getLogger("pulpo")
+
+
+class Pulpo:
+    """Publish jobs and run workers.
+
+    :param config: a mapping of settings (see the configuration reference), a loaded
+        :class:`Config`, or ``None`` for the ``PULPO_CONFIG`` file or the defaults.
+    :param plugin_manager: a manager from :func:`pulpo_core.plugins.build_plugin_manager`;
+        by default one with every installed plugin.
+    :raises ValueError: (a :class:`ConfigError`) naming the key of a bad setting.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | Config | None = None,
+        *,
+        plugin_manager: PulpoPluginManager | None = None,
+    ) -> None:
+        self.config: Config = load_config(config)
+        self.plugin_manager = plugin_manager or build_plugin_manager()
+        self.hook = self.plugin_manager.hook
+        self.adapters = collect_adapters(self.plugin_manager)
+        self._adapter_entry: AdapterEntry = select_adapter(
+            self.adapters, self.config.queue_adapter_type
+        )
+        self._check_sections()
+        self.handlers = HandlerRegistry()
+        self._collect_handlers()
+        self._queue_adapter: QueueAdapter | None = None
+        self._adapter_lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    # -- configuration -------------------------------------------------------------------
+
+    def _check_sections(self) -> None:
+        declared: dict[str, Any] = {}
+
+        def register(section: str, keys: Any) -> None:
+            declared[section] = keys
+
+        self.hook.pulpo_register_config_sections(register=register)
+        adapter_sections = {entry.section for entry in self.adapters.values()}
+        for name, section in self.config.sections.items():
+            if name in declared:
+                check_section(name, section, declared[name])
+            elif name not in adapter_sections:
+                known = sorted(set(declared) | adapter_sections)
+                raise ConfigError(
+                    f"unknown configuration section {name!r} (known sections: {', '.join(known)})"
+                )
+
+    def _collect_handlers(self) -> None:
+        def register(request_type: str, handler: object) -> None:
+            origin = getattr(handler, "origin", None) or "plugin"
+            self.handlers.add(request_type, handler, origin)
+
+        self.hook.pulpo_register_handlers(register=register)
+        for request_type, path in self.config.handlers.items():
+            self.handlers.add(request_type, path, "config")
+
+    # -- the queue -----------------------------------------------------------------------
+
+    @property
+    def queue_adapter(self) -> QueueAdapter:
+        """The adapter in use, created on first use from its config section."""
+        if self._queue_adapter is None:
+            with self._adapter_lock:
+                if self._queue_adapter is None:
+                    entry = self._adapter_entry
+                    self._queue_adapter = create_adapter(entry, self.config.section(entry.section))
+        return self._queue_adapter
+
+    def publish(self, message: Message) -> Message:
+        """Queue a job; return it with its ``id`` set by the adapter.
+
+        :raises ValueError: naming the field when the message cannot be queued (empty
+            request type, a body that is not JSON, a delay after the expiration, ...).
+        """
+        if not isinstance(message, Message):
+            raise ValueError(f"publish takes a Message, not {type(message).__name__}")
+        if message.ttr is None:
+            message = attrs.evolve(message, ttr=self.config.ttr)
+        for changed in self.hook.pulpo_before_publish(message=message, app=self):
+            if changed is not None:
+                message = changed
+        message.validate_for_publish()
+        return self.queue_adapter.enqueue(message)
+
+    def register_handler(self, request_type: str, handler: object) -> None:
+        """Route ``request_type`` to ``handler`` (wins over config and entry points)."""
+        self.handlers.add(request_type, handler, "register_handler")
+
+    # -- processing ----------------------------------------------------------------------
+
+    def handle_message(self, message: Message) -> Result:
+        """Route one dequeued message to its handler and apply the result to the queue."""
+        started = time.monotonic()
+        result = self._run(message)
+        if result.is_success and result.messages:
+            result = self._publish_follow_ups(result)
+        action = self._decide(message, result)
+        self._apply(message, action)
+        self.hook.pulpo_after_process(message=message, result=result, action=action, app=self)
+        log.info(
+            "job %s type=%s outcome=%s action=%s attempts=%d duration=%.1fms%s",
+            message.id,
+            message.request_type,
+            result.outcome.value,
+            type(action).__name__.lower(),
+            message.attempts,
+            (time.monotonic() - started) * 1000.0,
+            f" error={result.error!r}" if result.error else "",
+        )
+        return result
+
+    def _run(self, message: Message) -> Result:
+        try:
+            early = self.hook.pulpo_before_process(message=message, app=self)
+        except Exception as error:
+            log.exception("a pulpo_before_process hook failed on job %s", message.id)
+            return Result.transient(error)
+        if early is not None:
+            return early  # type: ignore[no-any-return]
+        handler = self.handlers.get(message.request_type)
+        if handler is None:
+            return Result.fatal(f"no handler for request type {message.request_type!r}")
+        ttr = message.ttr or self.config.ttr
+        with keep_lease(self.queue_adapter, message, ttr):
+            return handler(message)
+
+    def _publish_follow_ups(self, result: Result) -> Result:
+        try:
+            for follow_up in result.messages:
+                self.publish(follow_up)
+        except Exception as error:
+            # The job is not committed, so its follow-ups are published again on the retry.
+            return Result.transient(f"follow-up message not published: {error}")
+        return result
+
+    def _decide(self, message: Message, result: Result) -> Action:
+        action = self.hook.pulpo_result_policy(message=message, result=result, app=self)
+        assert action is not None, "the default result policy always decides"
+        return action  # type: ignore[no-any-return]
+
+    def _apply(self, message: Message, action: Action) -> None:
+        adapter = self.queue_adapter
+        if isinstance(action, Commit):
+            adapter.commit(message)
+        elif isinstance(action, Retry):
+            adapter.rollback(message, delay=action.delay)
+        elif isinstance(action, Bury):
+            adapter.bury(message, action.reason)
+        elif isinstance(action, Drop):
+            adapter.commit(message)
+        else:
+            raise TypeError(f"a result policy returned {action!r}, not an action")
+
+    # -- the worker ----------------------------------------------------------------------
+
+    def load_handlers(self) -> None:
+        """Import every registered handler (a worker does this as it starts)."""
+        self.handlers.load_all()
+
+    def start(self) -> None:
+        """Run the worker loop until it shuts down (empty iterations, SIGTERM/SIGINT, stop())."""
+        from pulpo_core.worker import run_worker
+
+        run_worker(self)
+
+    def stop(self) -> None:
+        """Ask a running ``start()`` to stop after its current job; safe from any thread."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set when the worker has been asked to stop."""
+        return self._stopping
+
+    def close(self) -> None:
+        """Close the adapter."""
+        if self._queue_adapter is not None:
+            self._queue_adapter.close()
+            self._queue_adapter = None
+
+    def __enter__(self) -> Pulpo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,326 @@
+"""The ``pulpo`` command: run a worker, publish jobs, inspect and operate a queue.
+
+stdout carries only each command's result; log lines go to stderr. Usage errors exit 2, runtime
+errors 1, each with one sentence naming the bad value (a traceback only with ``--verbose``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from pulpo_core.app import Pulpo
+
+#: Read when neither --config nor PULPO_CONFIG names a file.
+DEFAULT_CONFIG_FILE = "pulpo.toml"
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad flags or arguments (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# -- argument types: each names the bad value ---------------------------------------------
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _count(text: str) -> int:
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds of at least 0")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def _expiration(text: str) -> Any:
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError:
+        pass
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a number of seconds nor an ISO-8601 date and time"
+        ) from None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
+    return value
+
+
+# -- the parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pulpo", description="Distributed delayed job processing.")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML or JSON settings (default: $PULPO_CONFIG, else ./pulpo.toml)")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="debug logging and tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    commands.add_parser("worker", help="process jobs until shut down").set_defaults(run=cmd_worker)
+
+    publish = commands.add_parser("publish", help="queue a job; prints each new id")
+    publish.add_argument("--request-type", required=True, metavar="T", help="the job type")
+    publish.add_argument("--payload", metavar="P", help="body['payload'], a string")
+    publish.add_argument("--body", type=_json_object, metavar="JSON",
+                         help="the body, a JSON object")
+    publish.add_argument("--priority", type=_whole, metavar="N",
+                         help="0 most urgent .. 4294967295 least (clamped)")
+    publish.add_argument("--delay", type=_seconds, metavar="SECONDS", help="run no sooner")
+    publish.add_argument("--expiration", type=_expiration, metavar="SECONDS|ISO-8601",
+                         help="never run after this (seconds from now, or a date and time)")
+    publish.add_argument("--ttr", type=_positive_seconds, metavar="SECONDS",
+                         help="lease of a reserved job")
+    publish.add_argument("--count", type=_count, default=1, metavar="N",
+                         help="publish N such jobs")
+    publish.set_defaults(run=cmd_publish)
+
+    peek = commands.add_parser("peek", help="show a job as JSON (exit 1 when not found)")
+    peek.add_argument("id")
+    peek.set_defaults(run=cmd_peek)
+
+    delete = commands.add_parser("delete", help="delete a job (exit 1 when not found)")
+    delete.add_argument("id")
+    delete.set_defaults(run=cmd_delete)
+
+    kick = commands.add_parser("kick", help="move buried jobs back to ready; prints how many")
+    kick.add_argument("bound", nargs="?", type=_count, metavar="N", help="at most N (default: all)")
+    kick.set_defaults(run=cmd_kick)
+
+    stats = commands.add_parser("stats", help="job counts by state")
+    stats.add_argument("--json", action="store_true", help="as a JSON object")
+    stats.set_defaults(run=cmd_stats)
+
+    commands.add_parser("plugins", help="installed plugins, versions and hooks").set_defaults(
+        run=cmd_plugins)
+    commands.add_parser("handlers", help="request type → handler and its origin").set_defaults(
+        run=cmd_handlers)
+    return parser
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def load_settings(config_file: str | None) -> dict[str, Any] | None:
+    """The settings the command runs with: --config, else $PULPO_CONFIG, else ./pulpo.toml."""
+    from pulpo_core.config import ENV_VAR, read_config_file
+
+    path = config_file or os.environ.get(ENV_VAR)
+    if path:
+        return read_config_file(path)
+    if Path(DEFAULT_CONFIG_FILE).is_file():
+        return read_config_file(DEFAULT_CONFIG_FILE)
+    return {}
+
+
+def make_app(args: argparse.Namespace) -> Pulpo:
+    from pulpo_core.app import Pulpo
+
+    return Pulpo(load_settings(args.config))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    app = make_app(args)
+    try:
+        app.start()
+    finally:
+        app.close()
+    return EXIT_OK
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pulpo_core.message import Message
+
+    app = make_app(args)
+    try:
+        for _ in range(args.count):
+            message = Message(
+                request_type=args.request_type,
+                body=args.body,
+                payload=args.payload,
+                priority=args.priority,
+                delay=args.delay,
+                expiration=args.expiration,
+                ttr=args.ttr,
+            )
+            print(app.publish(message).id, flush=True)
+    finally:
+        app.close()
+    return EXIT_OK
+
+
+def cmd_peek(args: argparse.Namespace) -> int:
+    app = make_app(args)
+    try:
+        message = app.queue_adapter.peek(args.id)
+        if message is None:
+            return _not_found(args.id)
+        print(json.dumps(message.to_dict(), indent=2, ensure_ascii=False))
+    finally:
+        app.close()
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    app = make_app(args)
+    try:
+        if not app.queue_adapter.delete(args.id):
+            return _not_found(args.id)
+        print(args.id)
+    finally:
+        app.close()
+    return EXIT_OK
+
+
+def cmd_kick(args: argparse.Namespace) -> int:
+    app = make_app(args)
+    try:
+        print(app.queue_adapter.kick(args.bound))
+    finally:
+        app.close()
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    app = make_app(args)
+    try:
+        counts = dict(app.queue_adapter.stats())
+    finally:
+        app.close()
+    if args.json:
+        print(json.dumps(counts, sort_keys=False))
+    else:
+        _table([(key, str(value)) for key, value in counts.items()])
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from pulpo_core.plugins import build_plugin_manager
+
+    manager = build_plugin_manager()
+    rows = [("PLUGIN", "DISTRIBUTION", "VERSION", "HOOKS")]
+    for info, hooks in manager.plugin_infos():
+        rows.append((info.name, info.distribution, info.version, ", ".join(hooks)))
+    _table(rows)
+    return EXIT_OK
+
+
+def cmd_handlers(args: argparse.Namespace) -> int:
+    app = make_app(args)
+    rows = [("REQUEST TYPE", "HANDLER", "ORIGIN")]
+    for request_type, spec in sorted(app.handlers.specs.items()):
+        rows.append((request_type, spec.describe(), spec.origin))
+    _table(rows)
+    return EXIT_OK
+
+
+def _not_found(job_id: str) -> int:
+    print(f"pulpo: no job with id {job_id!r}", file=sys.stderr)
+    return EXIT_RUNTIME
+
+
+def _table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit code."""
+    parser = build_parser()
+    verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as error:
+        print(f"{error}", file=sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(args.verbose)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return EXIT_RUNTIME
+    except Exception as error:
+        return _report(error, verbose or args.verbose)
+
+
+def _report(error: Exception, verbose: bool) -> int:
+    from pulpo_core.errors import ConfigError, PulpoError
+
+    if verbose:
+        logging.getLogger("pulpo").exception("command failed")
+    if isinstance(error, ConfigError | ValueError):  # bad settings or a bad job: usage
+        print(f"pulpo: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(error, PulpoError | OSError):
+        print(f"pulpo: error: {error}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(
+        f"pulpo: unexpected error: {type(error).__name__}: {error} "
+        "(run with --verbose for the traceback)",
+        file=sys.stderr,
+    )
+    return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

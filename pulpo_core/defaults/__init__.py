@@ -1,0 +1,1 @@
+"""The core's own behaviour, registered as plugins through the public hooks."""

@@ -1,0 +1,196 @@
+"""The ``memory`` adapter: a process-local queue with priorities, delays, leases and burial.
+
+Meant for tests and for embedding; nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from pulpo_core.errors import AdapterError
+from pulpo_core.hookspecs import RegisterAdapter
+from pulpo_core.markers import hookimpl
+from pulpo_core.message import DEFAULT_PRIORITY, Message
+
+DEFAULT_TTR = 60
+
+
+@attrs.define
+class _Job:
+    message: Message
+    seq: int
+    state: str  # ready | delayed | reserved | buried
+    ready_at: float
+    version: int = 0
+    lease_until: float = 0.0
+    reason: str | None = None
+
+
+class MemoryQueueAdapter:
+    """An in-process queue implementing the whole adapter protocol."""
+
+    def __init__(self, section: Mapping[str, Any] | None = None) -> None:
+        section = dict(section or {})
+        unknown = set(section) - {"ttr"}
+        if unknown:
+            raise AdapterError(f"unknown configuration key 'memory_queue_adapter.{unknown.pop()}'")
+        self.default_ttr = int(section.get("ttr", DEFAULT_TTR))
+        self._lock = threading.RLock()
+        self._jobs: dict[str, _Job] = {}
+        self._ready: list[tuple[int, float, int, str, int]] = []
+        self._delayed: list[tuple[float, int, str, int]] = []
+        self._leased: set[str] = set()
+        self._buried: dict[str, None] = {}  # insertion-ordered, kicked oldest first
+        self._ids = itertools.count(1)
+        self._seq = itertools.count()
+        #: Seconds added to the clock; `pulpo_core.testing` moves time forward with it.
+        self.clock_offset = 0.0
+
+    def _now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def _schedule(self, job: _Job, ready_at: float) -> None:
+        job.version += 1
+        job.ready_at = ready_at
+        job.reason = None
+        if ready_at > self._now():
+            job.state = "delayed"
+            heapq.heappush(self._delayed, (ready_at, job.seq, job.message.id or "", job.version))
+        else:
+            job.state = "ready"
+            priority = job.message.priority
+            key = DEFAULT_PRIORITY if priority is None else priority
+            heapq.heappush(self._ready, (key, ready_at, job.seq, job.message.id or "", job.version))
+
+    def _promote(self) -> None:
+        now = self._now()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, job_id, version = heapq.heappop(self._delayed)
+            job = self._jobs.get(job_id)
+            if job is not None and job.version == version and job.state == "delayed":
+                self._schedule(job, job.ready_at)
+        for job_id in list(self._leased):
+            job = self._jobs[job_id]
+            if job.lease_until <= now:
+                self._leased.discard(job_id)
+                # The worker holding it is gone: the lease that ran out counts as an attempt.
+                job.message = attrs.evolve(job.message, attempts=job.message.attempts + 1)
+                self._schedule(job, now)
+
+    def enqueue(self, message: Message) -> Message:
+        with self._lock:
+            job_id = str(next(self._ids))
+            message = attrs.evolve(message, id=job_id)
+            job = _Job(message, next(self._seq), "ready", 0.0)
+            self._jobs[job_id] = job
+            self._schedule(job, message.delay.timestamp() if message.delay else self._now())
+            return message
+
+    def dequeue(self) -> Message | None:
+        with self._lock:
+            self._promote()
+            while self._ready:
+                *_, job_id, version = heapq.heappop(self._ready)
+                job = self._jobs.get(job_id)
+                if job is None or job.version != version or job.state != "ready":
+                    continue
+                job.state = "reserved"
+                job.version += 1
+                self._leased.add(job_id)
+                ttr = job.message.ttr or self.default_ttr
+                job.lease_until = self._now() + ttr
+                if job.message.ttr is None:
+                    job.message = attrs.evolve(job.message, ttr=ttr)
+                return job.message
+            return None
+
+    def _reserved(self, message: Message) -> _Job:
+        job = self._jobs.get(message.id or "")
+        if job is None or job.state != "reserved":
+            raise AdapterError(f"job {message.id!r} is not reserved")
+        return job
+
+    def _settle(self, message: Message) -> _Job:
+        job = self._reserved(message)
+        self._leased.discard(job.message.id or "")
+        return job
+
+    def commit(self, message: Message) -> None:
+        with self._lock:
+            self._settle(message)
+            del self._jobs[message.id or ""]
+
+    def rollback(self, message: Message, delay: float = 0) -> None:
+        with self._lock:
+            job = self._settle(message)
+            job.message = attrs.evolve(job.message, attempts=job.message.attempts + 1)
+            self._schedule(job, self._now() + max(0.0, delay))
+
+    def bury(self, message: Message, reason: str) -> None:
+        with self._lock:
+            job = self._settle(message)
+            job.version += 1
+            job.state = "buried"
+            job.reason = reason
+            job.message = attrs.evolve(
+                job.message, extra_header={**job.message.extra_header, "buried_reason": reason}
+            )
+            self._buried[job.message.id or ""] = None
+
+    def touch(self, message: Message) -> None:
+        with self._lock:
+            job = self._reserved(message)
+            job.lease_until = self._now() + (job.message.ttr or self.default_ttr)
+
+    def peek(self, message_id: str) -> Message | None:
+        with self._lock:
+            job = self._jobs.get(str(message_id))
+            return None if job is None else job.message
+
+    def delete(self, message_id: str) -> bool:
+        with self._lock:
+            job = self._jobs.pop(str(message_id), None)
+            if job is None:
+                return False
+            job.version += 1
+            self._buried.pop(str(message_id), None)
+            self._leased.discard(str(message_id))
+            return True
+
+    def kick(self, bound: int | None = None) -> int:
+        with self._lock:
+            kicked = 0
+            for job_id in list(self._buried):
+                if bound is not None and kicked >= bound:
+                    break
+                del self._buried[job_id]
+                job = self._jobs[job_id]
+                extras = {k: v for k, v in job.message.extra_header.items() if k != "buried_reason"}
+                job.message = attrs.evolve(job.message, extra_header=extras)
+                self._schedule(job, self._now())
+                kicked += 1
+            return kicked
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            self._promote()
+            counts = {"ready": 0, "delayed": 0, "reserved": 0, "buried": 0}
+            for job in self._jobs.values():
+                counts[job.state] += 1
+            counts["total"] = len(self._jobs)
+            return counts
+
+    def close(self) -> None:
+        """Nothing to release; the jobs stay for the life of this object."""
+
+
+@hookimpl
+def pulpo_register_adapters(register: RegisterAdapter) -> None:
+    register("memory", MemoryQueueAdapter, aliases=("memory_queue_adapter", "MemoryQueueAdapter"))

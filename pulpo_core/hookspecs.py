@@ -1,0 +1,131 @@
+"""The hooks plugins implement (pluggy project name ``pulpo``).
+
+Each hook is documented in ``docs/hooks/``; a test fails when one is missing there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pulpo_core.adapter import QueueAdapter
+    from pulpo_core.app import Pulpo
+    from pulpo_core.message import Message
+    from pulpo_core.result import Action, Result
+
+__all__ = [
+    "AdapterFactory",
+    "RegisterAdapter",
+    "RegisterConfigSection",
+    "RegisterHandler",
+    "hookspec",
+    "pulpo_after_process",
+    "pulpo_before_process",
+    "pulpo_before_publish",
+    "pulpo_register_adapters",
+    "pulpo_register_config_sections",
+    "pulpo_register_handlers",
+    "pulpo_result_policy",
+    "pulpo_worker_start",
+    "pulpo_worker_stop",
+]
+
+hookspec = pluggy.HookspecMarker("pulpo")
+
+#: ``factory(section) -> adapter``: builds an adapter from its config section.
+AdapterFactory = Callable[[Mapping[str, Any]], "QueueAdapter"]
+
+
+class RegisterAdapter(Protocol):
+    def __call__(
+        self, name: str, factory: AdapterFactory, aliases: Iterable[str] = ()
+    ) -> None: ...
+
+
+class RegisterHandler(Protocol):
+    def __call__(self, request_type: str, handler: object) -> None: ...
+
+
+class RegisterConfigSection(Protocol):
+    def __call__(self, section: str, keys: type | Iterable[str]) -> None: ...
+
+
+@hookspec
+def pulpo_register_adapters(register: RegisterAdapter) -> None:
+    """Register queue adapters: ``register(name, factory, aliases=())``.
+
+    :param register: call it once per adapter. ``factory(section)`` receives the adapter's
+        config section ``<name>_queue_adapter`` (an empty mapping when absent) and returns an
+        object that implements :class:`pulpo_core.adapter.QueueAdapter`. Import heavy client
+        libraries inside the factory, not at module level.
+    """
+
+
+@hookspec
+def pulpo_register_handlers(register: RegisterHandler) -> None:
+    """Register handlers: ``register(request_type, handler)``.
+
+    :param register: ``handler`` is a callable, an object with ``handle(message)``, or a
+        ``"module:object"`` string imported when a worker starts.
+    """
+
+
+@hookspec
+def pulpo_register_config_sections(register: RegisterConfigSection) -> None:
+    """Declare the config sections a plugin reads: ``register(section, keys)``.
+
+    :param register: ``keys`` is an attrs class (its fields are the keys, checked and typed)
+        or an iterable of key names. A section nobody declares, or a key a section does not
+        declare, is refused before any work starts.
+    """
+
+
+@hookspec(firstresult=True)
+def pulpo_before_process(message: Message, app: Pulpo) -> Result | None:
+    """Filter a dequeued message before its handler runs.
+
+    :param message: the message just dequeued.
+    :param app: the running :class:`pulpo_core.Pulpo`.
+    :return: ``None`` to go on to the handler, or a :class:`pulpo_core.Result` that is applied as
+        if the handler had returned it (the handler is skipped). The first result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def pulpo_result_policy(message: Message, result: Result, app: Pulpo) -> Action | None:
+    """Decide what a result does to the job: ``Commit``, ``Retry``, ``Bury`` or ``Drop``.
+
+    :param message: the message that ran (``message.attempts`` counts earlier failures).
+    :param result: what the handler (or a ``pulpo_before_process`` filter) returned.
+    :param app: the running app; ``app.config`` has ``max_number_of_attempts`` and
+        ``retry_delay``.
+    :return: an action from :mod:`pulpo_core.result`, or ``None`` to leave the decision to the
+        next policy. The core's default policy runs last.
+    """
+
+
+@hookspec
+def pulpo_after_process(message: Message, result: Result, action: Action, app: Pulpo) -> None:
+    """Observe a job after its action was applied (metrics, audit logs)."""
+
+
+@hookspec
+def pulpo_before_publish(message: Message, app: Pulpo) -> Message | None:
+    """Publish middleware: inspect or change a message before it is queued.
+
+    :return: a changed message (``attrs.evolve``) or ``None`` to keep it. Raise ``ValueError`` to
+        refuse the message; the error reaches the publisher.
+    """
+
+
+@hookspec
+def pulpo_worker_start(app: Pulpo) -> None:
+    """Called once when a worker starts, before the first dequeue. Raise to stop the start."""
+
+
+@hookspec
+def pulpo_worker_stop(app: Pulpo) -> None:
+    """Called once when a worker stops, after the last job was settled."""

@@ -1,0 +1,213 @@
+"""The message: a job request with an `id`, a routing/control `header` and a `body` of work."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from pulpo_core.converter import converter
+from pulpo_core.timeutil import When, to_utc
+
+#: The most urgent priority.
+PRIORITY_HIGHEST = 0
+#: The least urgent priority (2**32 - 1), as beanstalkd counts.
+PRIORITY_LOWEST = 2**32 - 1
+#: Where a message with no priority is queued.
+DEFAULT_PRIORITY = 2**31
+#: Header keys with a meaning of their own; every other header key is kept as it is.
+HEADER_KEYS = ("request_type", "priority", "delay", "expiration", "ttr", "attempts")
+
+AttemptsSource = int | Callable[[], int]
+
+
+def clamp_priority(value: Any) -> int | None:
+    """A priority within 0..2**32-1: negative numbers become 0, larger ones the lowest."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"priority must be a whole number, not {value!r}")
+    return int(min(max(value, PRIORITY_HIGHEST), PRIORITY_LOWEST))
+
+
+def check_ttr(value: Any) -> int | None:
+    """A ttr in whole seconds (rounded up), at least 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"ttr must be a number of seconds, not {value!r}")
+    if value <= 0:
+        raise ValueError(f"ttr must be more than 0 seconds, not {value!r}")
+    return math.ceil(value)
+
+
+def _check_attempts(value: Any) -> AttemptsSource:
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"attempts must be a whole number of at least 0, not {value!r}")
+    return value
+
+
+@attrs.define(frozen=True, init=False)
+class Message:
+    """A job request.
+
+    Build one with `Message("send_email", {"to": ...})`; change one with `attrs.evolve`.
+    `delay` and `expiration` accept an aware or naive datetime (naive = local time), a
+    `timedelta` or a number of seconds from now, and are kept as aware UTC datetimes.
+    """
+
+    id: str | None
+    request_type: str | None
+    body: dict[str, Any]
+    priority: int | None
+    delay: datetime | None
+    expiration: datetime | None
+    ttr: int | None
+    _attempts: AttemptsSource = attrs.field(eq=False, repr=False)
+    extra_header: dict[str, Any]
+
+    def __init__(
+        self,
+        request_type: str | None = None,
+        body: Mapping[str, Any] | None = None,
+        payload: Any = None,
+        priority: int | None = None,
+        delay: When | None = None,
+        expiration: When | None = None,
+        ttr: float | None = None,
+        header: Mapping[str, Any] | None = None,
+        id: str | int | None = None,
+        *,
+        attempts: AttemptsSource | None = None,
+        extra_header: Mapping[str, Any] | None = None,
+    ) -> None:
+        given = dict(header or {})
+        if not isinstance(header, Mapping | None):
+            raise ValueError(f"header must be a mapping, not {type(header).__name__}")
+
+        def pick(name: str, value: Any) -> Any:
+            return value if value is not None else given.get(name)
+
+        if body is None:
+            body = {}
+        if not isinstance(body, Mapping):
+            raise ValueError(f"body must be a mapping (a JSON object), not {type(body).__name__}")
+        body = dict(body)
+        if payload is not None:
+            body["payload"] = payload
+        request_type = pick("request_type", request_type)
+        if request_type is not None and not isinstance(request_type, str):
+            raise ValueError(f"request_type must be a string, not {request_type!r}")
+        extras = {k: v for k, v in given.items() if k not in HEADER_KEYS}
+        extras.update(extra_header or {})
+        self.__attrs_init__(
+            id=None if id is None else str(id),
+            request_type=request_type,
+            body=body,
+            priority=clamp_priority(pick("priority", priority)),
+            delay=to_utc(pick("delay", delay), "delay"),
+            expiration=to_utc(pick("expiration", expiration), "expiration"),
+            ttr=check_ttr(pick("ttr", ttr)),
+            attempts=_check_attempts(pick("attempts", attempts) or 0),
+            extra_header=extras,
+        )
+
+    @property
+    def attempts(self) -> int:
+        """Failed attempts so far (0 on a job's first run); resolved lazily by some adapters."""
+        source = self._attempts
+        if callable(source):
+            source = int(source())
+            object.__setattr__(self, "_attempts", source)  # cache what the adapter told us
+        return source
+
+    @property
+    def payload(self) -> Any:
+        """`body["payload"]`, the single value of a simple job (None when absent)."""
+        return self.body.get("payload")
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """The routing and control header, as it travels on the wire."""
+        return {
+            "request_type": self.request_type,
+            "priority": self.priority,
+            "delay": self.delay,
+            "expiration": self.expiration,
+            "ttr": self.ttr,
+            "attempts": self.attempts,
+            **self.extra_header,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{"id", "header", "body"}` with datetimes as ISO-8601 strings with an offset."""
+        return converter.unstructure(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Message:
+        """The inverse of `to_dict`; raises `ValueError` naming what does not fit."""
+        return converter.structure(data, cls)
+
+    def to_json(self) -> str:
+        """The message as compact JSON (the form adapters store)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Message:
+        """Read a message written by `to_json`; raises `ValueError` when it is not one."""
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"not JSON: {error}") from None
+        return cls.from_dict(data)
+
+    def validate_for_publish(self) -> None:
+        """Raise `ValueError` naming the field when this message cannot be queued."""
+        if not self.request_type:
+            raise ValueError("request_type must be a non-empty string")
+        try:
+            json.dumps(self.body, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"body is not JSON serialisable: {error}") from None
+        try:
+            json.dumps(self.extra_header, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"header is not JSON serialisable: {error}") from None
+        if self.delay and self.expiration and self.delay > self.expiration:
+            raise ValueError(
+                f"delay {self.delay.isoformat()} is later than expiration "
+                f"{self.expiration.isoformat()}: the job could never run"
+            )
+
+
+def _unstructure_message(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "header": {k: converter.unstructure(v) for k, v in message.header.items()},
+        "body": message.body,
+    }
+
+
+def _structure_message(data: Any, _type: Any) -> Message:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"a message must be a JSON object, not {type(data).__name__}")
+    unknown = set(data) - {"id", "header", "body"}
+    if unknown:
+        raise ValueError(f"a message has only id, header and body, not {sorted(unknown)}")
+    header = data.get("header") or {}
+    if not isinstance(header, Mapping):
+        raise ValueError(f"header must be a JSON object, not {type(header).__name__}")
+    return Message(header=header, body=data.get("body"), id=data.get("id"))
+
+
+converter.register_unstructure_hook(Message, _unstructure_message)
+converter.register_structure_hook(Message, _structure_message)

@@ -1,0 +1,121 @@
+"""Building the plugin manager: hook specs, the core's default plugins, installed plugins."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from importlib.metadata import EntryPoint, entry_points
+
+import attrs
+import pluggy
+
+from pulpo_core import hookspecs
+from pulpo_core.errors import PluginError
+from pulpo_core.markers import PROJECT_NAME
+
+#: Entry-point group of plugins (adapters, middleware, policies).
+PLUGINS_GROUP = "pulpo.plugins"
+#: Entry-point group of handlers: ``request_type = "package.module:object"``.
+HANDLERS_GROUP = "pulpo.handlers"
+#: Comma-separated plugin or distribution names to skip; ``*`` skips every installed plugin.
+DISABLE_ENV = "PULPO_DISABLE_PLUGINS"
+
+#: The core's own behaviour, written as plugins through the same hooks a third party uses.
+DEFAULT_PLUGINS = (
+    "pulpo_core.defaults.memory",
+    "pulpo_core.defaults.policy",
+    "pulpo_core.defaults.entry_point_handlers",
+)
+
+
+@attrs.frozen
+class PluginInfo:
+    """Where a registered plugin came from."""
+
+    name: str
+    distribution: str
+    version: str
+
+
+class PulpoPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers which distribution each plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT_NAME)
+        self.origins: dict[str, PluginInfo] = {}
+
+    def plugin_infos(self) -> list[tuple[PluginInfo, list[str]]]:
+        """Each plugin with the hooks it implements, in registration order."""
+        infos = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = _hook_names(self, plugin)
+            info = self.origins.get(name, PluginInfo(name, "pulpo-core", _version("pulpo-core")))
+            infos.append((info, hooks))
+        return infos
+
+
+def _hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    callers = pm.get_hookcallers(plugin) or []
+    return sorted(caller.name for caller in callers)
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def disabled_plugins(environ: dict[str, str] | None = None) -> set[str]:
+    """The names listed in ``PULPO_DISABLE_PLUGINS``."""
+    value = (environ if environ is not None else os.environ).get(DISABLE_ENV, "")
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def build_plugin_manager(
+    *,
+    load_entry_points: bool = True,
+    plugins: Iterable[object] = (),
+    disabled: Iterable[str] | None = None,
+) -> PulpoPluginManager:
+    """A fresh plugin manager with the hook specs, the default plugins and installed plugins.
+
+    :param load_entry_points: load the ``pulpo.plugins`` entry-point group.
+    :param plugins: extra plugin objects or modules to register (tests, embedding apps).
+    :param disabled: names of plugins or distributions to skip; default: ``PULPO_DISABLE_PLUGINS``.
+    :raises PluginError: when an installed plugin fails to import, naming it and the error.
+    """
+    import importlib
+
+    pm = PulpoPluginManager()
+    pm.add_hookspecs(hookspecs)
+    for module_name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(module_name), name=module_name)
+    skip = set(disabled) if disabled is not None else disabled_plugins()
+    if load_entry_points and "*" not in skip:
+        for ep in sorted(entry_points(group=PLUGINS_GROUP), key=lambda e: e.name):
+            _load_entry_point(pm, ep, skip)
+    for plugin in plugins:
+        pm.register(plugin)
+    pm.check_pending()
+    return pm
+
+
+def _load_entry_point(pm: PulpoPluginManager, ep: EntryPoint, skip: set[str]) -> None:
+    dist = ep.dist.name if ep.dist is not None else "unknown"
+    version = ep.dist.version if ep.dist is not None else "unknown"
+    if ep.name in skip or dist in skip or pm.has_plugin(ep.name):
+        return
+    try:
+        plugin = ep.load()
+    except Exception as error:
+        raise PluginError(
+            f"plugin {ep.name!r} from {dist} {version} failed to import ({ep.value}): "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    pm.register(plugin, name=ep.name)
+    pm.origins[ep.name] = PluginInfo(ep.name, dist, version)

@@ -1,0 +1,99 @@
+"""What a handler says about a job: success, a transient failure, or a fatal one."""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from pulpo_core.message import Message
+
+
+class TransientError(Exception):
+    """Raise from a handler when the job may succeed later: it is retried with back-off."""
+
+
+class FatalError(Exception):
+    """Raise from a handler when the job can never succeed: it is buried."""
+
+
+class Outcome(enum.Enum):
+    SUCCESS = "success"
+    TRANSIENT = "transient"
+    FATAL = "fatal"
+
+
+@attrs.frozen
+class Result:
+    """The outcome of one run of a job.
+
+    `Result.success(*messages)` may carry follow-up messages, published before the job is
+    committed.
+    """
+
+    outcome: Outcome
+    error: str | None = None
+    messages: tuple[Message, ...] = ()
+
+    @classmethod
+    def success(cls, *messages: Message) -> Result:
+        return cls(Outcome.SUCCESS, None, tuple(messages))
+
+    @classmethod
+    def transient(cls, error: str | BaseException | None = None) -> Result:
+        return cls(Outcome.TRANSIENT, _text(error))
+
+    @classmethod
+    def fatal(cls, error: str | BaseException | None = None) -> Result:
+        return cls(Outcome.FATAL, _text(error))
+
+    @property
+    def is_success(self) -> bool:
+        return self.outcome is Outcome.SUCCESS
+
+    @property
+    def is_transient(self) -> bool:
+        return self.outcome is Outcome.TRANSIENT
+
+    @property
+    def is_fatal(self) -> bool:
+        return self.outcome is Outcome.FATAL
+
+
+def _text(error: str | BaseException | None) -> str | None:
+    if error is None or isinstance(error, str):
+        return error
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+@attrs.frozen
+class Commit:
+    """Delete the job: it is done."""
+
+
+@attrs.frozen
+class Retry:
+    """Release the job to run again after `delay` seconds."""
+
+    delay: float = 0.0
+    reason: str | None = None
+
+
+@attrs.frozen
+class Bury:
+    """Keep the job aside, with the reason, until an operator kicks or deletes it."""
+
+    reason: str
+
+
+@attrs.frozen
+class Drop:
+    """Delete the job without running it (e.g. expired, when configured so)."""
+
+    reason: str
+
+
+#: What a result policy decides for a job.
+Action = Commit | Retry | Bury | Drop
