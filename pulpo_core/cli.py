@@ -176,9 +176,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from pulpo_core.message import Message
+    from pulpo_core.message import Message, clamp_priority
 
     app = make_app(args)
+    clamped = clamp_priority(args.priority)
+    if clamped != args.priority:
+        print(f"pulpo: priority {args.priority} is outside 0..4294967295; using {clamped}",
+              file=sys.stderr)
     try:
         for _ in range(args.count):
             message = Message(
@@ -248,6 +252,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = [("PLUGIN", "DISTRIBUTION", "VERSION", "HOOKS")]
     for info, hooks in manager.plugin_infos():
         rows.append((info.name, info.distribution, info.version, ", ".join(hooks)))
+    # Handler packages plug in through entry points alone, without hooks: list them too.
+    from pulpo_core.defaults.entry_point_handlers import handler_entry_points
+
+    handler_dists: dict[tuple[str, str], list[str]] = {}
+    for ep, dist, version in handler_entry_points():
+        handler_dists.setdefault((dist, version), []).append(ep.name)
+    for (dist, version), names in sorted(handler_dists.items()):
+        rows.append(("(handlers)", dist, version, "pulpo.handlers: " + ", ".join(names)))
     _table(rows)
     return EXIT_OK
 

@@ -54,7 +54,8 @@ CORE_KEYS = tuple(f.name for f in attrs.fields(Config) if f.name != "sections")
 
 def check_value(key: str, value: Any, kind: Any) -> Any:
     """Check one scalar against the type named in a field annotation; return it normalised."""
-    kind = str(kind)
+    # A class (str) must read as its name, like the string a postponed annotation gives ("str").
+    kind = kind.__name__ if isinstance(kind, type) else str(kind)
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"configuration key {key!r} must be true or false, not {value!r}")

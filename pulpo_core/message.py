@@ -90,9 +90,9 @@ class Message:
         attempts: AttemptsSource | None = None,
         extra_header: Mapping[str, Any] | None = None,
     ) -> None:
-        given = dict(header or {})
         if not isinstance(header, Mapping | None):
             raise ValueError(f"header must be a mapping, not {type(header).__name__}")
+        given = dict(header or {})
 
         def pick(name: str, value: Any) -> Any:
             return value if value is not None else given.get(name)

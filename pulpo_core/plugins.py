@@ -117,5 +117,21 @@ def _load_entry_point(pm: PulpoPluginManager, ep: EntryPoint, skip: set[str]) ->
             f"plugin {ep.name!r} from {dist} {version} failed to import ({ep.value}): "
             f"{type(error).__name__}: {error}"
         ) from error
-    pm.register(plugin, name=ep.name)
+    label = f"plugin {ep.name!r} from {dist} {version} ({ep.value})"
+    try:
+        pm.register(plugin, name=ep.name)
+    except pluggy.PluginValidationError as error:
+        raise PluginError(f"{label} is not valid: {_one_line(error)}") from error
+    unknown = [
+        caller.name for caller in pm.get_hookcallers(plugin) or []
+        if caller.spec is None
+        and not any(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin)
+    ]
+    if unknown:
+        pm.unregister(plugin)
+        raise PluginError(f"{label} implements hooks that do not exist: {', '.join(unknown)}")
     pm.origins[ep.name] = PluginInfo(ep.name, dist, version)
+
+
+def _one_line(error: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())

@@ -76,7 +76,7 @@ def run_until_empty(
     """Handle queued jobs until none is ready (and, by default, none is delayed).
 
     With ``include_delayed`` a delayed job or a retry waiting for its back-off is run at once
-    (the memory adapter's clock is moved forward), so retries run to their end. Buried jobs stay.
+    (soonest first, without waiting), so retries run to their end. Buried jobs stay.
     """
     adapter = app.queue_adapter
     app.load_handlers()
@@ -92,7 +92,5 @@ def run_until_empty(
 
 
 def _skip_to_next_delayed(adapter: MemoryQueueAdapter) -> Message | None:
-    if adapter.stats()["delayed"] == 0:
-        return None
-    adapter.clock_offset += 10.0 * 365 * 24 * 3600  # far enough ahead for any delay or back-off
-    return adapter.dequeue()
+    # One at a time, soonest first, so the order is the one a patient worker would see.
+    return adapter.dequeue() if adapter.run_delayed_now() else None

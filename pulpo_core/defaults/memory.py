@@ -14,12 +14,22 @@ from typing import Any
 
 import attrs
 
+from pulpo_core.config import load_section
 from pulpo_core.errors import AdapterError
-from pulpo_core.hookspecs import RegisterAdapter
+from pulpo_core.hookspecs import RegisterAdapter, RegisterConfigSection
 from pulpo_core.markers import hookimpl
 from pulpo_core.message import DEFAULT_PRIORITY, Message
 
 DEFAULT_TTR = 60
+SECTION = "memory_queue_adapter"
+
+
+@attrs.frozen
+class MemorySettings:
+    """The ``memory_queue_adapter`` section."""
+
+    #: Lease of a job published without a ttr, in seconds.
+    ttr: int = attrs.field(default=DEFAULT_TTR, validator=attrs.validators.ge(1))
 
 
 @attrs.define
@@ -37,11 +47,8 @@ class MemoryQueueAdapter:
     """An in-process queue implementing the whole adapter protocol."""
 
     def __init__(self, section: Mapping[str, Any] | None = None) -> None:
-        section = dict(section or {})
-        unknown = set(section) - {"ttr"}
-        if unknown:
-            raise AdapterError(f"unknown configuration key 'memory_queue_adapter.{unknown.pop()}'")
-        self.default_ttr = int(section.get("ttr", DEFAULT_TTR))
+        settings = load_section(SECTION, section or {}, MemorySettings)
+        self.default_ttr = settings.ttr
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._ready: list[tuple[int, float, int, str, int]] = []
@@ -50,11 +57,9 @@ class MemoryQueueAdapter:
         self._buried: dict[str, None] = {}  # insertion-ordered, kicked oldest first
         self._ids = itertools.count(1)
         self._seq = itertools.count()
-        #: Seconds added to the clock; `pulpo_core.testing` moves time forward with it.
-        self.clock_offset = 0.0
 
     def _now(self) -> float:
-        return time.time() + self.clock_offset
+        return time.time()
 
     def _schedule(self, job: _Job, ready_at: float) -> None:
         job.version += 1
@@ -144,6 +149,22 @@ class MemoryQueueAdapter:
             )
             self._buried[job.message.id or ""] = None
 
+    def run_delayed_now(self) -> bool:
+        """Make the delayed job that is due first ready at once (`pulpo_core.testing` uses it).
+
+        Returns False when no job is delayed. The clock is left alone, so jobs published later
+        wait their full delay.
+        """
+        with self._lock:
+            self._promote()
+            while self._delayed:
+                _, _, job_id, version = heapq.heappop(self._delayed)
+                job = self._jobs.get(job_id)
+                if job is not None and job.version == version and job.state == "delayed":
+                    self._schedule(job, self._now())
+                    return True
+            return False
+
     def touch(self, message: Message) -> None:
         with self._lock:
             job = self._reserved(message)
@@ -194,3 +215,9 @@ class MemoryQueueAdapter:
 @hookimpl
 def pulpo_register_adapters(register: RegisterAdapter) -> None:
     register("memory", MemoryQueueAdapter, aliases=("memory_queue_adapter", "MemoryQueueAdapter"))
+
+
+@hookimpl
+def pulpo_register_config_sections(register: RegisterConfigSection) -> None:
+    # Declared so a bad key or value is refused when the app is built, not at first use.
+    register(SECTION, MemorySettings)

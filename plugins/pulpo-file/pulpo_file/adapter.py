@@ -1,0 +1,723 @@
+"""The ``file`` adapter: a durable job queue in a local folder shared by many worker processes.
+
+Layout (every folder 0700, every file 0600)::
+
+    <base_path>/
+        ready/     <id>.json                        ready and delayed jobs; mtime = ready time
+        reserved/  <id>.<lease deadline ms>.<token>.json   claimed jobs
+        buried/    <id>.json [+ <id>.json.reason]   buried jobs (the reason is in the header;
+                                                    a file that could not be read has a .reason)
+        archive/   <id>.json                        successful jobs, with ``enable_archive``
+        journal/   0000000000.log ...               "job X is ready at T", one line per event
+        tmp/                                        files being written
+
+How a job moves: every state change is a ``rename``, which is atomic, so a job is claimed by
+exactly one process (the others' renames fail with "no such file") and no global lock is needed.
+New content is written to ``tmp/`` and renamed into place, so a crash leaves the whole file or
+nothing. How a worker finds its next job without listing ``ready/``: it keeps a heap of
+``(priority, ready time, id)`` fed by the journal (see :mod:`pulpo_file.journal`); a dequeue pops
+the heap and renames the job's file into ``reserved/``. A heap entry that is out of date (the job
+was taken, deleted or rescheduled by another process) is recognised when its rename fails or the
+claimed file's ready time is still in the future, and skipped.
+
+Leases: the deadline is part of the reserved file's name. ``touch`` renames the file to a later
+deadline; any process that finds a deadline in the past renames the file to a name of its own
+(so only one does) and puts the job back in ``ready/`` with ``attempts + 1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from pulpo_core.config import load_section
+from pulpo_core.errors import AdapterError
+from pulpo_core.message import DEFAULT_PRIORITY, Message
+from pulpo_file.config import SECTION, FileQueueConfig
+from pulpo_file.files import atomic_write, current_umask, make_private_folder, open_private
+from pulpo_file.ids import check_id, is_id, make_id, priority_of
+from pulpo_file.journal import Journal
+
+log = logging.getLogger("pulpo.file")
+
+JSON = ".json"
+REASON = ".reason"
+BURIED_REASON = "buried_reason"
+#: Lease taken while moving a buried or expired job (a crash mid-move returns it after this).
+MOVE_LEASE_MS = 60_000
+#: Leftovers in ``tmp/`` older than this are files whose writer died; they were never jobs.
+STALE_TEMPORARY_S = 3600.0
+
+
+def _reserved_name(job_id: str, deadline_ms: int, token: str) -> str:
+    return f"{job_id}.{deadline_ms}.{token}{JSON}"
+
+
+def _parse_reserved(name: str) -> tuple[str, int, str] | None:
+    """``(id, deadline ms, token)`` of a reserved file's name, or ``None``."""
+    parts = name.split(".")
+    if len(parts) != 4 or parts[3] != "json" or not is_id(parts[0]) or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1]), parts[2]
+
+
+def _without_reason(message: Message) -> Message:
+    if BURIED_REASON not in message.extra_header:
+        return message
+    extras = {k: v for k, v in message.extra_header.items() if k != BURIED_REASON}
+    return attrs.evolve(message, extra_header=extras)
+
+
+class _Unreadable(Exception):
+    """A job file that cannot be read or parsed; the message says why."""
+
+
+class FileQueueAdapter:
+    """A job queue in a folder: durable, ordered, shared by any number of worker processes.
+
+    :param section: the ``file_queue_adapter`` configuration section (see
+        :class:`pulpo_file.config.FileQueueConfig`).
+    :raises ConfigError: naming ``file_queue_adapter.<key>`` for a bad setting.
+    :raises AdapterError: when the queue's folders cannot be created.
+    """
+
+    def __init__(self, section: Mapping[str, Any] | None = None) -> None:
+        self.settings = load_section(SECTION, dict(section or {}), FileQueueConfig)
+        self.path = Path(os.path.expanduser(self.settings.base_path)).absolute()
+        self.default_ttr = self.settings.ttr
+        self._fix_mode = bool(current_umask() & 0o600)
+        self._fsync = self.settings.fsync
+        self._fsync_folder = self.settings.fsync and self.settings.fsync_folder
+        self._rng = random.Random(os.urandom(16))
+        self._lock = threading.RLock()
+        self._last_created_us = 0
+        self._ready = str(self.path / "ready")
+        self._reserved = str(self.path / "reserved")
+        self._buried = str(self.path / "buried")
+        self._archive = str(self.path / "archive")
+        self._tmp = str(self.path / "tmp")
+        folders = [self._ready, self._reserved, self._buried, self._tmp, str(self.path / "journal")]
+        if self.settings.enable_archive:
+            folders.append(self._archive)
+        self._folder_fds: dict[str, int] = {}
+        try:
+            for folder in folders:
+                make_private_folder(Path(folder))
+        except OSError as error:
+            raise AdapterError(
+                f"the file queue cannot create its folder {str(self.path)!r}: "
+                f"{error.strerror or error}"
+            ) from error
+        self._journal = Journal(
+            str(self.path / "journal"), self.settings.journal_segment_size, self._fix_mode
+        )
+        # The worker side starts on the first dequeue, so publishers and operator commands never
+        # pay for building the index.
+        self._reading = False
+        self._heap: list[tuple[int, int, str]] = []
+        self._index: dict[str, int] = {}  # id -> ready time of its newest heap entry
+        self._held: dict[str, str] = {}  # id -> reserved file name, for jobs this adapter claimed
+        self._next_rescan = 0.0
+        self._next_lease_check = 0.0
+        self._closed = False
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _token(self) -> str:
+        return f"{self._rng.getrandbits(32):08x}"
+
+    def _folder_fd(self, folder: str) -> int | None:
+        """An open descriptor of ``folder`` to fsync, when folder fsync is on."""
+        if not self._fsync_folder:
+            return None
+        fd = self._folder_fds.get(folder)
+        if fd is None:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._folder_fds[folder] = fd
+        return fd
+
+    def _sync_folder(self, folder: str) -> None:
+        fd = self._folder_fd(folder)
+        if fd is not None:
+            os.fsync(fd)
+
+    def _write(self, folder: str, name: str, message: Message, ready_ns: int) -> None:
+        """Write ``message`` as ``folder/name`` through ``tmp/``; all of it or nothing."""
+        data = message.to_json().encode("utf-8")
+        atomic_write(
+            os.path.join(self._tmp, f"{name}.{self._token()}.tmp"),
+            os.path.join(folder, name),
+            data,
+            mtime_ns=ready_ns,
+            fsync=self._fsync,
+            folder_fd=self._folder_fd(folder),
+            fix_mode=self._fix_mode,
+        )
+
+    def _announce(self, job_id: str, ready_ns: int) -> None:
+        """Tell every worker (through the journal) that the job is in ``ready/``."""
+        try:
+            with self._lock:
+                self._journal.append(job_id, ready_ns)
+        except OSError as error:
+            # The job is safely in ready/; workers will find it when they next rescan.
+            log.warning("job %s is queued but the journal could not record it (%s); workers "
+                        "will find it on their next rescan", job_id, error.strerror or error)
+            with self._lock:
+                self._note(job_id, ready_ns)
+
+    def _read(self, path: str) -> tuple[Message, int]:
+        """The message in a job file and the file's mtime; ``_Unreadable`` when it is not one."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise
+        except OSError as error:
+            raise _Unreadable(f"the file cannot be opened: {error.strerror or error}") from None
+        try:
+            mtime_ns = os.fstat(fd).st_mtime_ns
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+        except OSError as error:
+            raise _Unreadable(f"the file cannot be read: {error.strerror or error}") from None
+        finally:
+            os.close(fd)
+        try:
+            return Message.from_json(b"".join(chunks)), mtime_ns
+        except Exception as error:
+            raise _Unreadable(f"the file is not a job: {error}") from None
+
+    def _now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def _ttr_of(self, message: Message) -> int:
+        return message.ttr or self.default_ttr
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def enqueue(self, message: Message) -> Message:
+        """Write the job to ``ready/`` (flushed to disk with ``fsync``) and return it with its id.
+
+        :raises AdapterError: when the job cannot be written (disk full, read-only folder); no
+            partial file is left behind.
+        """
+        priority = DEFAULT_PRIORITY if message.priority is None else message.priority
+        with self._lock:
+            created_us = max(time.time_ns() // 1000, self._last_created_us + 1)
+            self._last_created_us = created_us
+            job_id = make_id(created_us, priority, self._rng.getrandbits(32))
+        ready_ns = int(message.delay.timestamp() * 1e9) if message.delay else created_us * 1000
+        message = attrs.evolve(message, id=job_id)
+        try:
+            self._write(self._ready, job_id + JSON, message, ready_ns)
+        except OSError as error:
+            raise AdapterError(
+                f"the file queue could not store a job in {self._ready!r}: "
+                f"{error.strerror or error}"
+            ) from error
+        self._announce(job_id, ready_ns)
+        return message
+
+    # -- the worker's index --------------------------------------------------------------
+
+    def _note(self, job_id: str, ready_ns: int) -> None:
+        if self._index.get(job_id) == ready_ns:
+            return
+        self._index[job_id] = ready_ns
+        heapq.heappush(self._heap, (priority_of(job_id), ready_ns, job_id))
+
+    def _start_reading(self) -> None:
+        self._journal.start_reading()  # first: what is published from now on is read from it
+        self._reading = True
+        self._remove_stale_temporaries()
+        self._rescan()
+
+    def _rescan(self) -> None:
+        """Rebuild the index from the names and mtimes in ``ready/`` (no file is opened)."""
+        heap: list[tuple[int, int, str]] = []
+        index: dict[str, int] = {}
+        foreign = []
+        with os.scandir(self._ready) as entries:
+            for entry in entries:
+                name = entry.name
+                job_id = name[: -len(JSON)]
+                if not name.endswith(JSON) or not is_id(job_id):
+                    foreign.append(name)
+                    continue
+                try:
+                    ready_ns = entry.stat().st_mtime_ns
+                except FileNotFoundError:
+                    continue
+                index[job_id] = ready_ns
+                heap.append((priority_of(job_id), ready_ns, job_id))
+        heapq.heapify(heap)
+        self._heap, self._index = heap, index
+        self._next_rescan = time.monotonic() + self.settings.rescan_interval
+        for name in foreign:
+            self._set_aside(
+                os.path.join(self._ready, name), name, "the file name is not a job id"
+            )
+
+    def _remove_stale_temporaries(self) -> None:
+        limit = time.time() - STALE_TEMPORARY_S
+        with os.scandir(self._tmp) as entries:
+            for entry in entries:
+                try:
+                    if entry.stat().st_mtime < limit:
+                        os.unlink(entry.path)
+                except OSError:
+                    continue
+
+    def _refresh(self) -> None:
+        if not self._reading:
+            self._start_reading()
+        entries, gap = self._journal.read()
+        for job_id, ready_ns in entries:
+            self._note(job_id, ready_ns)
+        now = time.monotonic()
+        if gap or now >= self._next_rescan:
+            self._rescan()
+        if now >= self._next_lease_check:
+            self._next_lease_check = now + self.settings.lease_check_interval
+            self._expire_leases()
+
+    # -- claiming ------------------------------------------------------------------------
+
+    def dequeue(self) -> Message | None:
+        """Claim the next ready job (priority, then ready time, then age); ``None`` if none."""
+        with self._lock:
+            self._check_open()
+            try:
+                self._refresh()
+                now_ns = time.time_ns()
+                heap, index = self._heap, self._index
+                while heap and heap[0][1] <= now_ns:
+                    _, ready_ns, job_id = heapq.heappop(heap)
+                    if index.get(job_id) != ready_ns:
+                        continue  # superseded by a newer entry for the same job
+                    del index[job_id]
+                    message = self._claim(job_id, now_ns)
+                    if message is not None:
+                        return message
+                return None
+            except OSError as error:
+                raise AdapterError(
+                    f"the file queue in {str(self.path)!r} could not be read: "
+                    f"{error.strerror or error}"
+                ) from error
+
+    def _claim(self, job_id: str, now_ns: int) -> Message | None:
+        token = self._token()
+        name = _reserved_name(job_id, now_ns // 1_000_000 + self.default_ttr * 1000, token)
+        path = os.path.join(self._reserved, name)
+        try:
+            os.rename(os.path.join(self._ready, job_id + JSON), path)
+        except FileNotFoundError:
+            return None  # another worker took it, or it was deleted
+        try:
+            message, ready_ns = self._read(path)
+        except _Unreadable as error:
+            self._set_aside(path, job_id + JSON, str(error))
+            return None
+        if ready_ns > now_ns:
+            # Our entry was out of date: the job was retried with a delay since. Put it back;
+            # the entry for its new ready time is (or will be) in the index.
+            os.rename(path, os.path.join(self._ready, job_id + JSON))
+            self._note(job_id, ready_ns)
+            return None
+        ttr = self._ttr_of(message)
+        if ttr != self.default_ttr:
+            renamed = _reserved_name(job_id, now_ns // 1_000_000 + ttr * 1000, token)
+            os.rename(path, os.path.join(self._reserved, renamed))
+            name = renamed
+        self._held[job_id] = name
+        if message.id != job_id or message.ttr is None:
+            message = attrs.evolve(message, id=job_id, ttr=ttr)
+        return message
+
+    def _set_aside(self, path: str, name: str, reason: str) -> None:
+        """Move an unreadable file to ``buried/`` with a ``.reason`` next to it; never delete."""
+        log.warning("job file %s is set aside as buried: %s", path, reason)
+        destination = os.path.join(self._buried, name)
+        try:
+            with open(
+                open_private(destination + REASON, os.O_WRONLY | os.O_TRUNC, self._fix_mode),
+                "w",
+                encoding="utf-8",
+            ) as note:
+                note.write(reason + "\n")
+        except OSError as error:
+            log.warning("could not write the reason next to %s: %s", destination, error)
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(path, destination)
+
+    # -- leases --------------------------------------------------------------------------
+
+    def _held_name(self, job_id: str) -> str | None:
+        """The reserved file of a job this adapter claimed, or any process's claim of it."""
+        name = self._held.get(job_id)
+        if name is not None:
+            return name
+        for candidate in os.listdir(self._reserved):
+            if candidate.startswith(job_id + "."):
+                return candidate
+        return None
+
+    def touch(self, message: Message) -> None:
+        """Extend the lease on a job this adapter reserved by another ``ttr`` seconds."""
+        job_id = check_id(message.id)
+        with self._lock:
+            name = self._held.get(job_id)
+            if name is None:
+                raise AdapterError(f"job {job_id!r} is not reserved by this worker")
+            parsed = _parse_reserved(name)
+            assert parsed is not None
+            renewed = _reserved_name(job_id, self._now_ms() + self._ttr_of(message) * 1000,
+                                     parsed[2])
+            if renewed == name:
+                return
+            try:
+                os.rename(os.path.join(self._reserved, name),
+                          os.path.join(self._reserved, renewed))
+            except FileNotFoundError:
+                del self._held[job_id]
+                raise AdapterError(
+                    f"job {job_id!r} is no longer reserved by this worker (its lease ran out "
+                    f"or it was deleted)"
+                ) from None
+            except OSError as error:
+                raise AdapterError(
+                    f"the lease of job {job_id!r} could not be renewed: {error.strerror or error}"
+                ) from error
+            self._held[job_id] = renewed
+
+    def _expire_leases(self) -> None:
+        """Put every job whose lease ran out back in ``ready/`` with ``attempts + 1``."""
+        now_ms = self._now_ms()
+        for name in os.listdir(self._reserved):
+            parsed = _parse_reserved(name)
+            if parsed is None or parsed[1] >= now_ms:
+                continue
+            job_id = parsed[0]
+            claimed = os.path.join(
+                self._reserved, _reserved_name(job_id, now_ms + MOVE_LEASE_MS, self._token())
+            )
+            try:
+                os.rename(os.path.join(self._reserved, name), claimed)
+            except FileNotFoundError:
+                continue  # renewed, settled or taken by another process meanwhile
+            if self._held.get(job_id) == name:
+                del self._held[job_id]
+            try:
+                message, _ = self._read(claimed)
+            except _Unreadable as error:
+                self._set_aside(claimed, job_id + JSON, str(error))
+                continue
+            except FileNotFoundError:
+                continue
+            log.warning("the lease of job %s ran out (its worker died or hung): back to ready",
+                        job_id)
+            message = attrs.evolve(_without_reason(message), attempts=message.attempts + 1)
+            self._move_to_ready(job_id, message, time.time_ns(), claimed)
+
+    def _move_to_ready(self, job_id: str, message: Message, ready_ns: int, source: str) -> None:
+        """Write the job to ``ready/``, then remove ``source`` and announce it."""
+        self._write(self._ready, job_id + JSON, message, ready_ns)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(source)
+        self._announce(job_id, ready_ns)
+
+    # -- settling ------------------------------------------------------------------------
+
+    def _take_back(self, job_id: str, verb: str) -> str | None:
+        """Renew the lease just before settling, so a lease that ran out is noticed."""
+        name = self._held_name(job_id)
+        if name is None:
+            if self._exists(job_id):
+                raise AdapterError(f"job {job_id!r} is not reserved, so it cannot be {verb}")
+            log.warning("job %s cannot be %s: it is gone (deleted, or its lease ran out and "
+                        "another worker took it)", job_id, verb)
+            return None
+        parsed = _parse_reserved(name)
+        assert parsed is not None
+        renewed = _reserved_name(job_id, self._now_ms() + MOVE_LEASE_MS, parsed[2])
+        try:
+            os.rename(os.path.join(self._reserved, name), os.path.join(self._reserved, renewed))
+        except FileNotFoundError:
+            self._held.pop(job_id, None)
+            log.warning("job %s cannot be %s: its lease ran out and it went back to the queue",
+                        job_id, verb)
+            return None
+        self._held[job_id] = renewed
+        return os.path.join(self._reserved, renewed)
+
+    def _exists(self, job_id: str) -> bool:
+        return os.path.exists(os.path.join(self._ready, job_id + JSON)) or os.path.exists(
+            os.path.join(self._buried, job_id + JSON)
+        )
+
+    def commit(self, message: Message) -> None:
+        """The job is done: delete it (or move it to ``archive/`` with ``enable_archive``)."""
+        job_id = check_id(message.id)
+        with self._lock:
+            self._check_open()
+            try:
+                name = self._held_name(job_id)
+                if name is None:
+                    if self._exists(job_id):
+                        raise AdapterError(f"job {job_id!r} is not reserved, so it cannot be "
+                                           "committed")
+                    log.warning("job %s was already gone when committed", job_id)
+                    return
+                path = os.path.join(self._reserved, name)
+                try:
+                    if self.settings.enable_archive:
+                        os.rename(path, os.path.join(self._archive, job_id + JSON))
+                        self._sync_folder(self._archive)
+                    else:
+                        os.unlink(path)
+                        self._sync_folder(self._reserved)
+                except FileNotFoundError:
+                    log.warning("job %s finished after its lease ran out; it went back to the "
+                                "queue and will run again", job_id)
+                finally:
+                    self._held.pop(job_id, None)
+            except OSError as error:
+                raise AdapterError(
+                    f"job {job_id!r} could not be committed: {error.strerror or error}"
+                ) from error
+
+    def rollback(self, message: Message, delay: float = 0) -> None:
+        """Back to ``ready/`` after ``delay`` seconds with ``attempts + 1``."""
+        job_id = check_id(message.id)
+        with self._lock:
+            self._check_open()
+            try:
+                source = self._take_back(job_id, "retried")
+                if source is None:
+                    return
+                retried = attrs.evolve(_without_reason(message), attempts=message.attempts + 1)
+                ready_ns = time.time_ns() + int(max(0.0, delay) * 1e9)
+                self._move_to_ready(job_id, retried, ready_ns, source)
+                self._held.pop(job_id, None)
+            except OSError as error:
+                raise AdapterError(
+                    f"job {job_id!r} could not be released: {error.strerror or error}"
+                ) from error
+
+    def bury(self, message: Message, reason: str) -> None:
+        """Move the job to ``buried/``; ``peek`` shows ``reason`` as header ``buried_reason``."""
+        job_id = check_id(message.id)
+        with self._lock:
+            self._check_open()
+            try:
+                source = self._take_back(job_id, "buried")
+                if source is None:
+                    return
+                buried = attrs.evolve(
+                    message, extra_header={**message.extra_header, BURIED_REASON: reason}
+                )
+                self._write(self._buried, job_id + JSON, buried, time.time_ns())
+                os.unlink(source)
+                self._held.pop(job_id, None)
+            except OSError as error:
+                raise AdapterError(
+                    f"job {job_id!r} could not be buried: {error.strerror or error}"
+                ) from error
+
+    # -- operating -----------------------------------------------------------------------
+
+    def peek(self, message_id: str) -> Message | None:
+        """The job in any live state (ready, delayed, reserved, buried); ``None`` if unknown.
+
+        :raises ValueError: when ``message_id`` is not a file queue id.
+        """
+        job_id = check_id(message_id)
+        try:
+            for _ in range(2):  # a job moving between folders is found on the second round
+                for path in self._candidates(job_id):
+                    found = self._peek_file(job_id, path)
+                    if found is not None:
+                        return found
+        except OSError as error:
+            raise AdapterError(
+                f"job {job_id!r} could not be read: {error.strerror or error}"
+            ) from error
+        return None
+
+    def _candidates(self, job_id: str) -> list[str]:
+        paths = [os.path.join(self._ready, job_id + JSON)]
+        paths += [
+            os.path.join(self._reserved, name)
+            for name in os.listdir(self._reserved)
+            if name.startswith(job_id + ".")
+        ]
+        paths.append(os.path.join(self._buried, job_id + JSON))
+        return paths
+
+    def _peek_file(self, job_id: str, path: str) -> Message | None:
+        try:
+            message, _ = self._read(path)
+        except FileNotFoundError:
+            return None
+        except _Unreadable as error:
+            reason = self._reason_of(path) or str(error)
+            raw = self._raw(path)
+            if raw is None:
+                return None
+            return Message(id=job_id, body={"raw": raw}, extra_header={BURIED_REASON: reason})
+        if message.id != job_id:
+            message = attrs.evolve(message, id=job_id)
+        return message
+
+    @staticmethod
+    def _reason_of(path: str) -> str | None:
+        try:
+            with open(path + REASON, encoding="utf-8", errors="replace") as note:
+                return note.read().strip()
+        except OSError:
+            return None
+
+    @staticmethod
+    def _raw(path: str) -> str | None:
+        try:
+            with open(path, "rb") as file:
+                return file.read(64 * 1024).decode("utf-8", errors="replace")
+        except OSError:
+            return None
+
+    def delete(self, message_id: str) -> bool:
+        """Delete the job in any state; ``False`` when there is no such job.
+
+        :raises ValueError: when ``message_id`` is not a file queue id.
+        """
+        job_id = check_id(message_id)
+        with self._lock:
+            try:
+                for _ in range(2):
+                    for path in self._candidates(job_id):
+                        try:
+                            os.unlink(path)
+                        except FileNotFoundError:
+                            continue
+                        self._sync_folder(os.path.dirname(path))
+                        if path.startswith(self._buried):
+                            self._remove_reason(path)
+                        self._held.pop(job_id, None)
+                        return True
+            except OSError as error:
+                raise AdapterError(
+                    f"job {job_id!r} could not be deleted: {error.strerror or error}"
+                ) from error
+        return False
+
+    @staticmethod
+    def _remove_reason(path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + REASON)
+
+    def kick(self, bound: int | None = None) -> int:
+        """Move up to ``bound`` buried jobs (all when ``None``), oldest first, back to ready.
+
+        A buried file that still cannot be read stays buried (fix it by hand, then kick).
+        """
+        kicked = 0
+        with self._lock:
+            self._check_open()
+            try:
+                names = sorted(
+                    name for name in os.listdir(self._buried)
+                    if name.endswith(JSON) and is_id(name[: -len(JSON)])
+                )
+                for name in names:
+                    if bound is not None and kicked >= bound:
+                        break
+                    if self._kick_one(name):
+                        kicked += 1
+            except OSError as error:
+                raise AdapterError(
+                    f"buried jobs could not be kicked: {error.strerror or error}"
+                ) from error
+        return kicked
+
+    def _kick_one(self, name: str) -> bool:
+        job_id = name[: -len(JSON)]
+        buried = os.path.join(self._buried, name)
+        claimed = os.path.join(
+            self._reserved,
+            _reserved_name(job_id, self._now_ms() + MOVE_LEASE_MS, self._token()),
+        )
+        try:
+            os.rename(buried, claimed)
+        except FileNotFoundError:
+            return False  # kicked or deleted by another process
+        try:
+            message, _ = self._read(claimed)
+        except (_Unreadable, FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(claimed, buried)
+            return False
+        self._move_to_ready(job_id, _without_reason(message), time.time_ns(), claimed)
+        self._remove_reason(buried)
+        return True
+
+    def stats(self) -> dict[str, int]:
+        """Counts by state, from file names and modification times alone (no file is read).
+
+        ``ready``, ``delayed``, ``reserved``, ``buried``, ``total``; with ``enable_archive`` also
+        ``archived``.
+        """
+        try:
+            now_ns = time.time_ns()
+            ready = delayed = 0
+            with os.scandir(self._ready) as entries:
+                for entry in entries:
+                    try:
+                        if entry.stat().st_mtime_ns > now_ns:
+                            delayed += 1
+                        else:
+                            ready += 1
+                    except FileNotFoundError:
+                        continue
+            reserved = len(os.listdir(self._reserved))
+            buried = sum(not name.endswith(REASON) for name in os.listdir(self._buried))
+            counts = {
+                "ready": ready,
+                "delayed": delayed,
+                "reserved": reserved,
+                "buried": buried,
+                "total": ready + delayed + reserved + buried,
+            }
+            if self.settings.enable_archive:
+                counts["archived"] = len(os.listdir(self._archive))
+            return counts
+        except OSError as error:
+            raise AdapterError(
+                f"the file queue in {str(self.path)!r} could not be counted: "
+                f"{error.strerror or error}"
+            ) from error
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AdapterError(f"the file queue in {str(self.path)!r} is closed")
+
+    def close(self) -> None:
+        """Close the journal and folder descriptors; jobs stay on disk."""
+        with self._lock:
+            self._closed = True
+            self._journal.close()
+            for fd in self._folder_fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._folder_fds.clear()

@@ -1,0 +1,55 @@
+"""The ``file_queue_adapter`` configuration section and its defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from pulpo_core.errors import ConfigError
+
+#: The section the ``file`` adapter reads, whichever alias selected it.
+SECTION = "file_queue_adapter"
+#: Where the queue lives when ``base_path`` is not set: relative to the current directory, so a
+#: worker started in a project folder uses that project's queue.
+DEFAULT_BASE_PATH = ".pulpo/queue"
+
+
+def _at_least(minimum: float) -> Any:
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+        if value < minimum:
+            raise ConfigError(
+                f"configuration key '{SECTION}.{attribute.name}' must be at least {minimum:g}, "
+                f"not {value!r}"
+            )
+
+    return check
+
+
+def _above_zero(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ConfigError(
+            f"configuration key '{SECTION}.{attribute.name}' must be more than 0, not {value!r}"
+        )
+
+
+@attrs.frozen
+class FileQueueConfig:
+    """The keys of ``[file_queue_adapter]``; unknown keys and bad values name the key."""
+
+    #: The queue's folder; relative paths count from the current directory, ``~`` is expanded.
+    base_path: str = DEFAULT_BASE_PATH
+    #: Flush every job file to the disk before ``publish`` (and every state change) returns.
+    fsync: bool = True
+    #: Also flush the folder a job was renamed into, so the new name survives a power cut.
+    fsync_folder: bool = True
+    #: Keep successful jobs in ``archive/`` instead of deleting them.
+    enable_archive: bool = False
+    #: Lease in seconds of a job that carries no ``ttr`` of its own.
+    ttr: int = attrs.field(default=60, validator=_at_least(1))
+    #: Seconds between two looks for expired leases (reserved jobs whose worker died).
+    lease_check_interval: float = attrs.field(default=1.0, validator=_above_zero)
+    #: Seconds between two full rebuilds of a worker's index from the ``ready/`` folder.
+    rescan_interval: float = attrs.field(default=60.0, validator=_above_zero)
+    #: Bytes after which the publish journal starts a new segment (old ones are removed).
+    journal_segment_size: int = attrs.field(default=4 * 1024 * 1024, validator=_at_least(4096))

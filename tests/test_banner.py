@@ -1,0 +1,95 @@
+"""pulpo-banner: the worker prints banner_name in banner_font, drawn by pyfiglet, as it starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyfiglet
+import pytest
+
+from pulpo_core import ConfigError, Message, Pulpo
+
+MakeApp = Callable[..., Pulpo]
+BANNER = {"enable_banner": True, "banner_name": "pulpo test", "banner_font": "slant"}
+STOP_WHEN_EMPTY = {"shutdown_after_number_of_empty_iterations": 1, "sleep_duration": 0}
+
+
+def run_command(
+    settings: dict[str, Any], tmp_path: Path, *command: str
+) -> subprocess.CompletedProcess[str]:
+    """``pulpo --config <settings as JSON> <command>`` in a fresh interpreter."""
+    config = tmp_path / "pulpo.json"
+    config.write_text(json.dumps(settings))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULPO_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pulpo_core", "--config", str(config), *command],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+
+
+class TestBanner:
+    def test_a_worker_prints_it_exactly_as_pyfiglet_renders_it(
+        self, adapter_config: dict[str, Any], tmp_path: Path
+    ) -> None:
+        done = run_command({**adapter_config, **BANNER, **STOP_WHEN_EMPTY}, tmp_path, "worker")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == pyfiglet.figlet_format("pulpo test", font="slant")
+
+    def test_comes_before_the_first_job(
+        self, make_app: MakeApp, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        app = make_app({"job": lambda message: print("job ran")}, **BANNER, **STOP_WHEN_EMPTY)
+        app.publish(Message("job"))
+        app.start()
+        assert capsys.readouterr().out == pyfiglet.figlet_format("pulpo test", font="slant") + (
+            "job ran\n"
+        )
+
+    def test_pyfiglet_is_imported_only_by_a_worker_that_draws_it(self, tmp_path: Path) -> None:
+        probe = (
+            "import sys\n"
+            "from pulpo_core import Pulpo\n"
+            "app = Pulpo({'queue_adapter_type': 'memory', 'enable_banner': %s,\n"
+            "             'shutdown_after_number_of_empty_iterations': 1, 'sleep_duration': 0})\n"
+            "app.start()\n"
+            "print('pyfiglet' in sys.modules, file=sys.stderr)\n"
+        )
+        imported = []
+        for enabled in ("False", "True"):
+            done = subprocess.run([sys.executable, "-c", probe % enabled],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            imported.append(done.stderr.strip().splitlines()[-1])
+        assert imported == ["False", "True"]
+
+
+class TestUnknownFont:
+    def test_stops_the_start_before_any_job_runs(self, make_app: MakeApp) -> None:
+        ran: list[Message] = []
+        app = make_app({"job": ran.append}, **{**BANNER, "banner_font": "no-such-font"},
+                       **STOP_WHEN_EMPTY)
+        app.publish(Message("job"))
+        with pytest.raises(ConfigError, match=r"'no-such-font'.*pyfiglet --list_fonts"):
+            app.start()
+        assert ran == []
+        assert app.queue_adapter.stats()["ready"] == 1
+
+    def test_the_worker_command_exits_2_with_one_sentence_and_no_traceback(
+        self, adapter_config: dict[str, Any], tmp_path: Path
+    ) -> None:
+        settings = {**adapter_config, **BANNER, **STOP_WHEN_EMPTY, "banner_font": "no-such-font"}
+        done = run_command(settings, tmp_path, "worker")
+        assert done.returncode == 2
+        assert done.stdout == ""
+        assert "Traceback" not in done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert lines[0].startswith("pulpo: error: ")
+        assert "'no-such-font'" in lines[0]
+        assert "pyfiglet --list_fonts" in lines[0]
