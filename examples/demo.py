@@ -80,8 +80,8 @@ def demo(shell: Shell) -> None:
                              f"{EXPIRES_AFTER:g}")
     expires_at = time.monotonic() + EXPIRES_AFTER
 
-    shell.say("A job that may run only 2 s from now.")
-    shell.publish("echo", "--payload", "I waited two seconds", "--delay", "2")
+    shell.say("A job that may run only 3 s from now.")
+    shell.publish("echo", "--payload", "I waited three seconds", "--delay", "3")
 
     shell.say("Jobs of several priorities: 0 is the most urgent; the worker takes them in order.")
     shell.publish("echo", "--payload", "routine report (priority 1000)", "--priority", "1000")

@@ -125,12 +125,14 @@ class Pulpo:
         self._apply(message, action)
         self.hook.pulpo_after_process(message=message, result=result, action=action, app=self)
         log.info(
-            "job %s type=%s outcome=%s action=%s attempts=%d duration=%.1fms%s",
+            "job %s type=%s outcome=%s action=%s attempts=%s duration=%.1fms%s",
             message.id,
             message.request_type,
             result.outcome.value,
             type(action).__name__.lower(),
-            message.attempts,
+            # Never resolved here: after a commit the job is gone, and asking would cost the
+            # round trip lazy attempts save ("?" = a success nobody asked the count of).
+            "?" if message.known_attempts is None else message.known_attempts,
             (time.monotonic() - started) * 1000.0,
             f" error={result.error!r}" if result.error else "",
         )

@@ -246,9 +246,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from pulpo_core.errors import PluginError
     from pulpo_core.plugins import build_plugin_manager
 
-    manager = build_plugin_manager()
+    # A plugin that fails to load is reported, and the others are still listed.
+    failures: list[PluginError] = []
+    manager = build_plugin_manager(failures=failures)
     rows = [("PLUGIN", "DISTRIBUTION", "VERSION", "HOOKS")]
     for info, hooks in manager.plugin_infos():
         rows.append((info.name, info.distribution, info.version, ", ".join(hooks)))
@@ -261,7 +264,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for (dist, version), names in sorted(handler_dists.items()):
         rows.append(("(handlers)", dist, version, "pulpo.handlers: " + ", ".join(names)))
     _table(rows)
-    return EXIT_OK
+    for failure in failures:
+        print(f"pulpo: error: {failure}", file=sys.stderr)
+    return EXIT_RUNTIME if failures else EXIT_OK
 
 
 def cmd_handlers(args: argparse.Namespace) -> int:

@@ -131,6 +131,12 @@ class Message:
         return source
 
     @property
+    def known_attempts(self) -> int | None:
+        """`attempts` if already known, without asking the adapter (None while unresolved)."""
+        source = self._attempts
+        return None if callable(source) else source
+
+    @property
     def payload(self) -> Any:
         """`body["payload"]`, the single value of a simple job (None when absent)."""
         return self.body.get("payload")

@@ -81,12 +81,15 @@ def build_plugin_manager(
     load_entry_points: bool = True,
     plugins: Iterable[object] = (),
     disabled: Iterable[str] | None = None,
+    failures: list[PluginError] | None = None,
 ) -> PulpoPluginManager:
     """A fresh plugin manager with the hook specs, the default plugins and installed plugins.
 
     :param load_entry_points: load the ``pulpo.plugins`` entry-point group.
     :param plugins: extra plugin objects or modules to register (tests, embedding apps).
     :param disabled: names of plugins or distributions to skip; default: ``PULPO_DISABLE_PLUGINS``.
+    :param failures: when given, an installed plugin that fails to load is left out and its
+        error appended here instead of raised (``pulpo plugins`` lists the others).
     :raises PluginError: when an installed plugin fails to import, naming it and the error.
     """
     import importlib
@@ -98,7 +101,12 @@ def build_plugin_manager(
     skip = set(disabled) if disabled is not None else disabled_plugins()
     if load_entry_points and "*" not in skip:
         for ep in sorted(entry_points(group=PLUGINS_GROUP), key=lambda e: e.name):
-            _load_entry_point(pm, ep, skip)
+            try:
+                _load_entry_point(pm, ep, skip)
+            except PluginError as error:
+                if failures is None:
+                    raise
+                failures.append(error)
     for plugin in plugins:
         pm.register(plugin)
     pm.check_pending()

@@ -88,6 +88,11 @@ def _loop(app: Pulpo) -> int:
             app.stopping.wait(config.sleep_duration)
             continue
         empty = 0
-        app.handle_message(message)
+        try:
+            app.handle_message(message)
+        except AdapterError as error:
+            # The job could not be settled (deleted meanwhile, lease lost, queue gone): the
+            # queue still has it or it is gone for good; either way the worker goes on.
+            log.error("job %s could not be settled: %s", message.id, error)
         processed += 1
     return processed

@@ -16,8 +16,8 @@ def write_distribution(
     name: str,
     version: str = "1.0.0",
     *,
-    entry_points: Mapping[str, Mapping[str, str]] = {},  # noqa: B006 - read only
-    files: Mapping[str, str] = {},  # noqa: B006 - read only
+    entry_points: Mapping[str, Mapping[str, str]] = {},
+    files: Mapping[str, str] = {},
 ) -> Path:
     """Write distribution ``name`` into the folder ``site`` and return ``site``.
 

@@ -93,3 +93,12 @@ class TestUnknownFont:
         assert lines[0].startswith("pulpo: error: ")
         assert "'no-such-font'" in lines[0]
         assert "pyfiglet --list_fonts" in lines[0]
+
+
+class TestListing:
+    def test_the_plugins_command_shows_it_with_its_version_and_hook(self) -> None:
+        done = subprocess.run([sys.executable, "-m", "pulpo_core", "plugins"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        rows = [line.split(None, 3) for line in done.stdout.splitlines()]
+        assert ["banner", "pulpo-banner", "0.1.0", "pulpo_worker_start"] in rows

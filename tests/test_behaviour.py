@@ -68,17 +68,15 @@ class Recorder:
     def __init__(self, *outcomes: Any) -> None:
         self.outcomes = list(outcomes)
         self.seen: list[Message] = []
+        self.attempts: list[int] = []
 
     def __call__(self, message: Message) -> Any:
         self.seen.append(message)
+        self.attempts.append(message.attempts)  # read while the job is live, as handlers do
         outcome = self.outcomes.pop(0) if self.outcomes else None
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
-
-    @property
-    def attempts(self) -> list[int]:
-        return [m.attempts for m in self.seen]
 
 
 class TestPublish:
@@ -233,6 +231,7 @@ class TestFollowUps:
             @hookimpl
             def pulpo_before_publish(self, message: Message, app: Pulpo) -> None:
                 if message.request_type == "child":
+                    assert parent_id is not None
                     parent_alive_at_follow_up.append(app.queue_adapter.peek(parent_id) is not None)
 
         app.plugin_manager.register(Watch())
@@ -382,14 +381,25 @@ class TestOperatorMethods:
 
 
 class TestLease:
-    def test_an_expired_lease_returns_the_job_with_one_more_attempt(
+    def test_the_dequeued_job_carries_its_ttr(self, make_app: MakeApp) -> None:
+        app = make_app(ttr=7)
+        app.publish(Message("t"))
+        app.publish(Message("t", ttr=3, priority=0))
+        first, second = app.queue_adapter.dequeue(), app.queue_adapter.dequeue()
+        assert first is not None and second is not None
+        assert (first.ttr, second.ttr) == (3, 7)
+
+    def test_the_job_of_a_worker_that_disappears_comes_back_with_one_more_attempt(
         self, make_app: MakeApp
     ) -> None:
         app = make_app()
         published = app.publish(Message("t", ttr=1))
-        taken = app.queue_adapter.dequeue()
+        gone = other_worker(make_app, app)
+        taken = gone.queue_adapter.dequeue()
         assert taken is not None and taken.attempts == 0
-        again = wait_for_job(other_worker(make_app, app), 5)
+        if gone is not app:
+            gone.close()  # its connections and files close, as when the process dies
+        again = wait_for_job(app, 5)
         assert again is not None, "the job did not come back after its ttr"
         assert again.id == published.id
         assert again.attempts == 1

@@ -378,6 +378,34 @@ class TestDiscoveryCommands:
         assert memory[1] == "pulpo-core"
         assert "pulpo_register_adapters" in " ".join(memory)
 
+    def test_plugins_lists_the_others_when_one_is_broken(
+        self, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        site = write_distribution(
+            tmp_path / "site", "acme-broken", "0.0.1",
+            entry_points={PLUGINS_GROUP: {"acme_broken": "acme_broken_plugin"}},
+            files={"acme_broken_plugin.py": "raise ImportError('needs libfoo')\n"},
+        )
+        monkeypatch.syspath_prepend(str(site))
+        run = cli("plugins")
+        assert run.code == 1
+        assert "pulpo_core.defaults.memory" in run.out
+        assert "acme_broken" not in run.out
+        assert "Traceback" not in run.err
+        [error] = run.err.strip().splitlines()
+        assert "'acme_broken'" in error and "acme-broken 0.0.1" in error and "libfoo" in error
+
+    def test_other_commands_refuse_to_run_with_a_broken_plugin(
+        self, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        site = write_distribution(
+            tmp_path / "site", "acme-broken", "0.0.1",
+            entry_points={PLUGINS_GROUP: {"acme_broken": "acme_broken_plugin"}},
+            files={"acme_broken_plugin.py": "raise ImportError('needs libfoo')\n"},
+        )
+        monkeypatch.syspath_prepend(str(site))
+        cli("--config", cli.memory(), "stats").assert_one_sentence(1, "'acme_broken'", "libfoo")
+
     def test_handlers_shows_request_type_handler_and_origin(
         self, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -474,14 +502,18 @@ class TestWorkerCommand:
 
 class TestRuntimeErrors:
     def test_an_unreachable_beanstalkd_exits_1_with_one_sentence(self, folder: Path) -> None:
+        port = free_port()
         config = write_config(folder, {
             "queue_adapter_type": "beanstalkd",
-            "beanstalkd_queue_adapter": {"host": "127.0.0.1", "port": free_port()},
+            "beanstalkd_queue_adapter": {"host": "127.0.0.1", "port": port,
+                                         "reconnect_timeout": 0.5},
         })
         done = run_pulpo("--config", config, "stats", cwd=folder)
         assert done.returncode == 1, done
         assert "Traceback" not in done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("pulpo: error:")]
+        assert len(errors) == 1, done.stderr
+        assert f"127.0.0.1:{port}" in errors[0]
         assert done.stdout == ""
 
 

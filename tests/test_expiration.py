@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,6 +73,7 @@ class TestExpiredJob:
         deadline = datetime.now(UTC) + timedelta(seconds=10)
         while app.queue_adapter.stats()["buried"] == 0 and datetime.now(UTC) < deadline:
             run_until_empty(app, include_delayed=False)
+            time.sleep(0.05)
         assert handler.ran == []
         buried = app.queue_adapter.peek(sent.id or "")
         assert buried is not None
@@ -148,3 +150,14 @@ class TestConfiguration:
         assert len(lines) == 1
         assert "'expiration.on_expired'" in lines[0]
         assert "'keep'" in lines[0]
+
+
+class TestListing:
+    def test_the_plugins_command_shows_it_with_its_version_and_hooks(self) -> None:
+        done = subprocess.run([sys.executable, "-m", "pulpo_core", "plugins"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        rows = [line.split(None, 3) for line in done.stdout.splitlines()]
+        hooks = ("pulpo_before_process, pulpo_before_publish, pulpo_register_config_sections, "
+                 "pulpo_result_policy")
+        assert ["expiration", "pulpo-expiration", "0.1.0", hooks] in rows

@@ -207,7 +207,7 @@ class TestDisablePlugins:
 
 class TestImportFailure:
     def test_reported_by_name_and_error(self, site: Site) -> None:
-        name, module, _adapter = site.plugin(
+        name, _module, _adapter = site.plugin(
             source="raise ImportError('needs the frobnicator library')\n",
             dist="acme-broken", version="0.3.0",
         )
@@ -221,7 +221,8 @@ class TestImportFailure:
 
     def test_a_missing_module_is_reported(self, site: Site) -> None:
         module = site.unique("not_there")
-        write_distribution(site.path, "acme-hollow", entry_points={PLUGINS_GROUP: {"hollow": module}})
+        write_distribution(site.path, "acme-hollow",
+                           entry_points={PLUGINS_GROUP: {"hollow": module}})
         with pytest.raises(PluginError, match=rf"'hollow'.*ModuleNotFoundError.*{module}"):
             build_plugin_manager()
 
@@ -246,6 +247,15 @@ class TestImportFailure:
         """)
         with pytest.raises(PluginError, match=rf"'{name}'.*msg"):
             build_plugin_manager()
+
+    def test_collected_when_asked_and_the_others_still_load(self, site: Site) -> None:
+        good, _m, _a = site.plugin()
+        bad, _m2, _a2 = site.plugin(source="raise ImportError('nope')\n")
+        failures: list[PluginError] = []
+        manager = build_plugin_manager(failures=failures)
+        assert manager.has_plugin(good)
+        assert not manager.has_plugin(bad)
+        assert [f"'{bad}'" in str(f) for f in failures] == [True]
 
     def test_disabling_the_broken_plugin_is_the_way_out(
         self, site: Site, monkeypatch: pytest.MonkeyPatch

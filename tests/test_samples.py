@@ -49,8 +49,18 @@ class TestDiscovery:
             capture_output=True, text=True, timeout=60,
         )
         assert done.returncode == 0, done.stderr
+        rows = [line.split(None, 2) for line in done.stdout.splitlines()]
         for name in SAMPLES:
-            assert f"pulpo_samples.handlers:{name}" in done.stdout
+            origin = "entry point of pulpo-samples 0.1.0"
+            assert [name, f"pulpo_samples.handlers:{name}", origin] in rows
+
+    def test_the_plugins_command_lists_the_package_with_its_version(self) -> None:
+        done = subprocess.run([sys.executable, "-m", "pulpo_core", "plugins"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        rows = [line.split(None, 3) for line in done.stdout.splitlines()]
+        assert ["(handlers)", "pulpo-samples", "0.1.0",
+                f"pulpo.handlers: {', '.join(SAMPLES)}"] in rows
 
 
 class TestPrintingHandlers:

@@ -10,7 +10,6 @@ from pulpo_core import Message, Result, TransientError, hookimpl
 from pulpo_core.defaults.memory import MemoryQueueAdapter
 from pulpo_core.testing import make_app, run_until_empty
 
-
 sent: list[str] = []
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -136,3 +137,30 @@ class TestThirdPartyPlugin:
     def test_the_handlers_command_lists_its_handler_and_origin(self, run: Run) -> None:
         rows = [line.split(None, 2) for line in run.interpreter.pulpo("handlers").splitlines()]
         assert ["shout", "pulpo_acme.handlers:shout", "entry point of pulpo-acme 1.2.3"] in rows
+
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "plugin-authors.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+class TestPluginAuthorsGuide:
+    @pytest.mark.parametrize("name", ["pyproject.toml", "pulpo_acme/plugin.py",
+                                      "pulpo_acme/adapter.py", "pulpo_acme/handlers.py"])
+    def test_shows_the_code_of_this_plugin_as_it_is(self, name: str) -> None:
+        shown = [body for _lang, body in FENCE.findall(GUIDE.read_text(encoding="utf-8"))]
+        assert (SOURCE / name).read_text(encoding="utf-8") in shown, (
+            f"docs/plugin-authors.md does not show tests/third_party/pulpo-acme/{name} as it is"
+        )
+
+    def test_its_plugin_tests_pass_on_the_installed_plugin(
+        self, target: Path, tmp_path: Path
+    ) -> None:
+        tests = [body for lang, body in FENCE.findall(GUIDE.read_text(encoding="utf-8"))
+                 if lang == "python" and "def test_" in body]
+        assert len(tests) == 1, "docs/plugin-authors.md should have one block of plugin tests"
+        (tmp_path / "test_guide.py").write_text(tests[0], encoding="utf-8")
+        done = Interpreter(target, tmp_path).python(
+            "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_guide.py"
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "3 passed" in done.stdout

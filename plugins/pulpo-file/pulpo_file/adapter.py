@@ -8,17 +8,20 @@ Layout (every folder 0700, every file 0600)::
         buried/    <id>.json [+ <id>.json.reason]   buried jobs (the reason is in the header;
                                                     a file that could not be read has a .reason)
         archive/   <id>.json                        successful jobs, with ``enable_archive``
+        spare/     <id>.<token>                     finished jobs' files, kept for reuse
         journal/   0000000000.log ...               "job X is ready at T", one line per event
         tmp/                                        files being written
+        boot_id                                     the boot the queue was last recovered in
 
 How a job moves: every state change is a ``rename``, which is atomic, so a job is claimed by
 exactly one process (the others' renames fail with "no such file") and no global lock is needed.
-New content is written to ``tmp/`` and renamed into place, so a crash leaves the whole file or
-nothing. How a worker finds its next job without listing ``ready/``: it keeps a heap of
-``(priority, ready time, id)`` fed by the journal (see :mod:`pulpo_file.journal`); a dequeue pops
-the heap and renames the job's file into ``reserved/``. A heap entry that is out of date (the job
-was taken, deleted or rescheduled by another process) is recognised when its rename fails or the
-claimed file's ready time is still in the future, and skipped.
+New content is written under ``tmp/`` and renamed into place, so a crash leaves the whole file or
+nothing; the file written is preferably a spare (see :mod:`pulpo_file.spares`). How a worker
+finds its next job without listing ``ready/``: it keeps a heap of ``(priority, ready time, id)``
+fed by the journal (see :mod:`pulpo_file.journal`); a dequeue pops the heap and renames the
+job's file into ``reserved/``. A heap entry that is out of date (the job was taken, deleted or
+rescheduled by another process) is recognised when its rename fails or the claimed file's ready
+time is still in the future, and skipped.
 
 Leases: the deadline is part of the reserved file's name. ``touch`` renames the file to a later
 deadline; any process that finds a deadline in the past renames the file to a name of its own
@@ -44,9 +47,16 @@ from pulpo_core.config import load_section
 from pulpo_core.errors import AdapterError
 from pulpo_core.message import DEFAULT_PRIORITY, Message
 from pulpo_file.config import SECTION, FileQueueConfig
-from pulpo_file.files import atomic_write, current_umask, make_private_folder, open_private
+from pulpo_file.files import (
+    current_umask,
+    make_private_folder,
+    open_private,
+    write_job_file,
+)
 from pulpo_file.ids import check_id, is_id, make_id, priority_of
 from pulpo_file.journal import Journal
+from pulpo_file.recovery import MARKER, boot_instant, current_boot_id, recovered_boot
+from pulpo_file.spares import SparePool
 
 log = logging.getLogger("pulpo.file")
 
@@ -105,11 +115,12 @@ class FileQueueAdapter:
         self._reserved = str(self.path / "reserved")
         self._buried = str(self.path / "buried")
         self._archive = str(self.path / "archive")
+        self._spare = str(self.path / "spare")
         self._tmp = str(self.path / "tmp")
-        folders = [self._ready, self._reserved, self._buried, self._tmp, str(self.path / "journal")]
+        journal = str(self.path / "journal")
+        folders = [self._ready, self._reserved, self._buried, self._spare, self._tmp, journal]
         if self.settings.enable_archive:
             folders.append(self._archive)
-        self._folder_fds: dict[str, int] = {}
         try:
             for folder in folders:
                 make_private_folder(Path(folder))
@@ -118,8 +129,10 @@ class FileQueueAdapter:
                 f"the file queue cannot create its folder {str(self.path)!r}: "
                 f"{error.strerror or error}"
             ) from error
-        self._journal = Journal(
-            str(self.path / "journal"), self.settings.journal_segment_size, self._fix_mode
+        self._folder_fds: dict[str, int] = {}
+        self._journal = Journal(journal, self.settings.journal_segment_size, self._fix_mode)
+        self._spares = SparePool(
+            self._spare, self.settings.max_spare_files, self.settings.spare_ttl, self._rng
         )
         # The worker side starts on the first dequeue, so publishers and operator commands never
         # pay for building the index.
@@ -131,7 +144,7 @@ class FileQueueAdapter:
         self._next_lease_check = 0.0
         self._closed = False
 
-    # -- helpers -------------------------------------------------------------------------
+    # -- files ---------------------------------------------------------------------------
 
     def _token(self) -> str:
         return f"{self._rng.getrandbits(32):08x}"
@@ -146,23 +159,27 @@ class FileQueueAdapter:
             self._folder_fds[folder] = fd
         return fd
 
-    def _sync_folder(self, folder: str) -> None:
-        fd = self._folder_fd(folder)
-        if fd is not None:
-            os.fsync(fd)
-
-    def _write(self, folder: str, name: str, message: Message, ready_ns: int) -> None:
-        """Write ``message`` as ``folder/name`` through ``tmp/``; all of it or nothing."""
+    def _write(self, folder: str, job_id: str, message: Message, ready_ns: int) -> None:
+        """Write ``message`` as ``folder/<id>.json`` through ``tmp/``; all of it or nothing."""
         data = message.to_json().encode("utf-8")
-        atomic_write(
-            os.path.join(self._tmp, f"{name}.{self._token()}.tmp"),
-            os.path.join(folder, name),
+        with self._lock:
+            spare = self._spares.take()
+            token = self._token()
+        write_job_file(
+            os.path.join(folder, job_id + JSON),
             data,
+            temporary=os.path.join(self._tmp, f"{job_id}.{token}.tmp"),
+            spare=spare,
             mtime_ns=ready_ns,
             fsync=self._fsync,
             folder_fd=self._folder_fd(folder),
             fix_mode=self._fix_mode,
         )
+
+    def _discard(self, path: str, job_id: str) -> None:
+        """A job's file is no longer needed: keep it as a spare (or delete it)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._spares.give(path, job_id, self._token())
 
     def _announce(self, job_id: str, ready_ns: int) -> None:
         """Tell every worker (through the journal) that the job is in ``ready/``."""
@@ -177,7 +194,10 @@ class FileQueueAdapter:
                 self._note(job_id, ready_ns)
 
     def _read(self, path: str) -> tuple[Message, int]:
-        """The message in a job file and the file's mtime; ``_Unreadable`` when it is not one."""
+        """The message in a job file and the file's mtime; ``_Unreadable`` when it is not one.
+
+        :raises FileNotFoundError: when there is no such file.
+        """
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -185,16 +205,17 @@ class FileQueueAdapter:
         except OSError as error:
             raise _Unreadable(f"the file cannot be opened: {error.strerror or error}") from None
         try:
-            mtime_ns = os.fstat(fd).st_mtime_ns
-            chunks = []
-            while chunk := os.read(fd, 1 << 16):
-                chunks.append(chunk)
+            status = os.fstat(fd)
+            data = os.read(fd, max(status.st_size, 1))
+            if len(data) >= status.st_size:  # it may have grown since the fstat
+                while chunk := os.read(fd, 1 << 16):
+                    data += chunk
         except OSError as error:
             raise _Unreadable(f"the file cannot be read: {error.strerror or error}") from None
         finally:
             os.close(fd)
         try:
-            return Message.from_json(b"".join(chunks)), mtime_ns
+            return Message.from_json(data), status.st_mtime_ns
         except Exception as error:
             raise _Unreadable(f"the file is not a job: {error}") from None
 
@@ -203,6 +224,13 @@ class FileQueueAdapter:
 
     def _ttr_of(self, message: Message) -> int:
         return message.ttr or self.default_ttr
+
+    @staticmethod
+    def _ready_time(job_id: str, message: Message) -> int:
+        """When a job written by ``publish`` is due: its delay, else its creation time."""
+        if message.delay is not None:
+            return int(message.delay.timestamp() * 1e9)
+        return int(job_id[:16], 16) * 1000
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -214,13 +242,14 @@ class FileQueueAdapter:
         """
         priority = DEFAULT_PRIORITY if message.priority is None else message.priority
         with self._lock:
+            self._check_open()
             created_us = max(time.time_ns() // 1000, self._last_created_us + 1)
             self._last_created_us = created_us
             job_id = make_id(created_us, priority, self._rng.getrandbits(32))
-        ready_ns = int(message.delay.timestamp() * 1e9) if message.delay else created_us * 1000
         message = attrs.evolve(message, id=job_id)
+        ready_ns = self._ready_time(job_id, message)
         try:
-            self._write(self._ready, job_id + JSON, message, ready_ns)
+            self._write(self._ready, job_id, message, ready_ns)
         except OSError as error:
             raise AdapterError(
                 f"the file queue could not store a job in {self._ready!r}: "
@@ -240,6 +269,7 @@ class FileQueueAdapter:
     def _start_reading(self) -> None:
         self._journal.start_reading()  # first: what is published from now on is read from it
         self._reading = True
+        self._recover_after_reboot()
         self._remove_stale_temporaries()
         self._rescan()
 
@@ -268,16 +298,15 @@ class FileQueueAdapter:
             self._set_aside(
                 os.path.join(self._ready, name), name, "the file name is not a job id"
             )
+        self._spares.trim()
 
     def _remove_stale_temporaries(self) -> None:
         limit = time.time() - STALE_TEMPORARY_S
         with os.scandir(self._tmp) as entries:
             for entry in entries:
-                try:
-                    if entry.stat().st_mtime < limit:
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_ctime < limit:
                         os.unlink(entry.path)
-                except OSError:
-                    continue
 
     def _refresh(self) -> None:
         if not self._reading:
@@ -326,15 +355,20 @@ class FileQueueAdapter:
         except FileNotFoundError:
             return None  # another worker took it, or it was deleted
         try:
-            message, ready_ns = self._read(path)
+            message, mtime_ns = self._read(path)
         except _Unreadable as error:
             self._set_aside(path, job_id + JSON, str(error))
             return None
-        if ready_ns > now_ns:
+        if self._misplaced(path, job_id, message):
+            return None
+        due_ns = max(mtime_ns, int(message.delay.timestamp() * 1e9) if message.delay else 0)
+        if due_ns > now_ns:
             # Our entry was out of date: the job was retried with a delay since. Put it back;
             # the entry for its new ready time is (or will be) in the index.
+            if due_ns != mtime_ns:
+                os.utime(path, ns=(due_ns, due_ns))
             os.rename(path, os.path.join(self._ready, job_id + JSON))
-            self._note(job_id, ready_ns)
+            self._note(job_id, due_ns)
             return None
         ttr = self._ttr_of(message)
         if ttr != self.default_ttr:
@@ -345,6 +379,19 @@ class FileQueueAdapter:
         if message.id != job_id or message.ttr is None:
             message = attrs.evolve(message, id=job_id, ttr=ttr)
         return message
+
+    def _misplaced(self, path: str, job_id: str, message: Message) -> bool:
+        """Put right a file holding another job than its name says (only after a power cut).
+
+        The file was reused for a newer job whose data reached the disk while the renames that
+        moved it did not; the job its name says was finished before it was reused.
+        """
+        if message.id is None or message.id == job_id or not is_id(message.id):
+            return False
+        log.warning("job file %s holds job %s (renames lost in a power cut): moving it",
+                    path, message.id)
+        self._restore(path, message)
+        return True
 
     def _set_aside(self, path: str, name: str, reason: str) -> None:
         """Move an unreadable file to ``buried/`` with a ``.reason`` next to it; never delete."""
@@ -426,16 +473,19 @@ class FileQueueAdapter:
                 continue
             except FileNotFoundError:
                 continue
+            if self._misplaced(claimed, job_id, message):
+                continue
             log.warning("the lease of job %s ran out (its worker died or hung): back to ready",
                         job_id)
-            message = attrs.evolve(_without_reason(message), attempts=message.attempts + 1)
+            message = attrs.evolve(
+                _without_reason(message), id=job_id, attempts=message.attempts + 1
+            )
             self._move_to_ready(job_id, message, time.time_ns(), claimed)
 
     def _move_to_ready(self, job_id: str, message: Message, ready_ns: int, source: str) -> None:
-        """Write the job to ``ready/``, then remove ``source`` and announce it."""
-        self._write(self._ready, job_id + JSON, message, ready_ns)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(source)
+        """Write the job to ``ready/``, then let ``source`` go and announce the job."""
+        self._write(self._ready, job_id, message, ready_ns)
+        self._discard(source, job_id)
         self._announce(job_id, ready_ns)
 
     # -- settling ------------------------------------------------------------------------
@@ -468,7 +518,10 @@ class FileQueueAdapter:
         )
 
     def commit(self, message: Message) -> None:
-        """The job is done: delete it (or move it to ``archive/`` with ``enable_archive``)."""
+        """The job is done: remove it (to ``archive/`` with ``enable_archive``).
+
+        Not flushed to disk: a commit lost in a power cut runs the job again (at-least-once).
+        """
         job_id = check_id(message.id)
         with self._lock:
             self._check_open()
@@ -484,10 +537,8 @@ class FileQueueAdapter:
                 try:
                     if self.settings.enable_archive:
                         os.rename(path, os.path.join(self._archive, job_id + JSON))
-                        self._sync_folder(self._archive)
                     else:
-                        os.unlink(path)
-                        self._sync_folder(self._reserved)
+                        self._spares.give(path, job_id, self._token())
                 except FileNotFoundError:
                     log.warning("job %s finished after its lease ran out; it went back to the "
                                 "queue and will run again", job_id)
@@ -528,8 +579,8 @@ class FileQueueAdapter:
                 buried = attrs.evolve(
                     message, extra_header={**message.extra_header, BURIED_REASON: reason}
                 )
-                self._write(self._buried, job_id + JSON, buried, time.time_ns())
-                os.unlink(source)
+                self._write(self._buried, job_id, buried, time.time_ns())
+                self._discard(source, job_id)
                 self._held.pop(job_id, None)
             except OSError as error:
                 raise AdapterError(
@@ -578,7 +629,7 @@ class FileQueueAdapter:
                 return None
             return Message(id=job_id, body={"raw": raw}, extra_header={BURIED_REASON: reason})
         if message.id != job_id:
-            message = attrs.evolve(message, id=job_id)
+            return None  # the file holds another job (see _misplaced)
         return message
 
     @staticmethod
@@ -593,7 +644,7 @@ class FileQueueAdapter:
     def _raw(path: str) -> str | None:
         try:
             with open(path, "rb") as file:
-                return file.read(64 * 1024).decode("utf-8", errors="replace")
+                return file.read(64 * 1024).decode("utf-8", errors="replace").rstrip()
         except OSError:
             return None
 
@@ -611,7 +662,9 @@ class FileQueueAdapter:
                             os.unlink(path)
                         except FileNotFoundError:
                             continue
-                        self._sync_folder(os.path.dirname(path))
+                        folder_fd = self._folder_fd(os.path.dirname(path))
+                        if folder_fd is not None:
+                            os.fsync(folder_fd)
                         if path.startswith(self._buried):
                             self._remove_reason(path)
                         self._held.pop(job_id, None)
@@ -668,6 +721,8 @@ class FileQueueAdapter:
             with contextlib.suppress(FileNotFoundError):
                 os.rename(claimed, buried)
             return False
+        if self._misplaced(claimed, job_id, message):
+            return False
         self._move_to_ready(job_id, _without_reason(message), time.time_ns(), claimed)
         self._remove_reason(buried)
         return True
@@ -675,8 +730,8 @@ class FileQueueAdapter:
     def stats(self) -> dict[str, int]:
         """Counts by state, from file names and modification times alone (no file is read).
 
-        ``ready``, ``delayed``, ``reserved``, ``buried``, ``total``; with ``enable_archive`` also
-        ``archived``.
+        ``ready``, ``delayed``, ``reserved``, ``buried``, ``total``, ``spare`` (files kept for
+        reuse); with ``enable_archive`` also ``archived``.
         """
         try:
             now_ns = time.time_ns()
@@ -698,6 +753,7 @@ class FileQueueAdapter:
                 "reserved": reserved,
                 "buried": buried,
                 "total": ready + delayed + reserved + buried,
+                "spare": len(os.listdir(self._spare)),
             }
             if self.settings.enable_archive:
                 counts["archived"] = len(os.listdir(self._archive))
@@ -707,6 +763,67 @@ class FileQueueAdapter:
                 f"the file queue in {str(self.path)!r} could not be counted: "
                 f"{error.strerror or error}"
             ) from error
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def _recover_after_reboot(self) -> None:
+        """After a reboot, put back jobs whose renames a power cut lost (see recovery)."""
+        boot = current_boot_id()
+        if boot is not None and recovered_boot(str(self.path)) == boot:
+            return
+        since = boot_instant()
+        restored = 0
+        for folder in (self._tmp, self._spare):
+            with os.scandir(folder) as entries:
+                found = [(entry.path, entry.name) for entry in entries]
+            for path, name in found:
+                try:
+                    if os.stat(path).st_ctime >= since:
+                        continue  # written since the boot: a running process owns it
+                    message, _ = self._read(path)
+                except FileNotFoundError:
+                    continue
+                except _Unreadable:
+                    if folder == self._tmp:  # an interrupted write: never a job
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(path)
+                    continue
+                named = name.split(".")[0]
+                if message.id is None or not is_id(message.id):
+                    continue
+                if folder == self._spare and message.id == named:
+                    continue  # a finished job's file, as expected
+                if folder == self._tmp and message.id != named:
+                    self._discard(path, message.id)  # a spare taken but not yet written
+                    continue
+                self._restore(path, message)
+                restored += 1
+        if restored:
+            log.warning("restored %d job(s) whose renames were lost in a power cut", restored)
+        if boot is not None:
+            marker = os.path.join(self.path, MARKER)
+            write_job_file(
+                marker, boot.encode("ascii"),
+                temporary=os.path.join(self._tmp, f"{MARKER}.{self._token()}.tmp"), spare=None,
+                mtime_ns=time.time_ns(), fsync=self._fsync, folder_fd=None,
+                fix_mode=self._fix_mode,
+            )
+
+    def _restore(self, path: str, message: Message) -> None:
+        """Move the file at ``path`` to where its content (job ``message.id``) belongs."""
+        job_id = check_id(message.id)
+        if self._exists(job_id) or self._held_name(job_id) is not None:
+            self._discard(path, job_id)  # the job lives on under its own name; this is older
+            return
+        buried = BURIED_REASON in message.extra_header
+        folder = self._buried if buried else self._ready
+        ready_ns = self._ready_time(job_id, message)
+        os.utime(path, ns=(ready_ns, ready_ns))
+        os.rename(path, os.path.join(folder, job_id + JSON))
+        if not buried:
+            self._announce(job_id, ready_ns)
+
+    # -- closing -------------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closed:

@@ -53,3 +53,7 @@ class FileQueueConfig:
     rescan_interval: float = attrs.field(default=60.0, validator=_above_zero)
     #: Bytes after which the publish journal starts a new segment (old ones are removed).
     journal_segment_size: int = attrs.field(default=4 * 1024 * 1024, validator=_at_least(4096))
+    #: Finished job files kept in ``spare/`` to be rewritten by later jobs (0: never reuse).
+    max_spare_files: int = 20_000
+    #: Seconds a spare file may wait for reuse before it is removed.
+    spare_ttl: float = attrs.field(default=600.0, validator=_above_zero)

@@ -61,35 +61,64 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def atomic_write(
-    temporary: str,
+BLOCK = 4096
+
+
+def padded(data: bytes, size: int = 0) -> bytes:
+    """``data`` followed by spaces and a newline, to ``size`` or the next whole 4 KiB block.
+
+    JSON allows trailing whitespace, so a padded job file still parses; a fixed size lets a
+    spare file be rewritten in place without changing its length or its blocks on the disk.
+    """
+    target = max(size, -(-(len(data) + 1) // BLOCK) * BLOCK)
+    return data + b" " * (target - len(data) - 1) + b"\n"
+
+
+def write_job_file(
     destination: str,
     data: bytes,
     *,
+    temporary: str,
+    spare: tuple[int, str] | None,
     mtime_ns: int,
     fsync: bool,
     folder_fd: int | None,
     fix_mode: bool,
 ) -> None:
-    """Write ``data`` to ``temporary`` and rename it to ``destination``: all of it or nothing.
+    """Write ``data`` as ``destination``: all of it or nothing.
 
-    The file's modification time is set to ``mtime_ns`` before the rename. With ``fsync`` the
-    data is flushed before the rename and, given ``folder_fd``, the folder after it. On any
-    failure the temporary file is removed and the error re-raised; ``destination`` is untouched.
+    With ``spare`` (an open, locked spare file and its path) the spare is overwritten in place
+    and, with ``fsync``, flushed with ``fdatasync`` alone: its size and blocks do not change, and
+    the recovery after a reboot finds it under whichever name the power cut left it. Otherwise
+    ``temporary`` is created, flushed with ``fsync``, renamed, and ``folder_fd`` (the destination
+    folder) is flushed so the new name survives a power cut. The modification time is set to
+    ``mtime_ns`` (the ready time). On any failure the file written is removed and the error
+    re-raised; ``destination`` is untouched.
     """
-    fd = open_private(temporary, os.O_WRONLY | os.O_EXCL, fix_mode)
+    if spare is not None:
+        fd, path = spare
+    else:
+        path = temporary
+        fd = open_private(temporary, os.O_WRONLY | os.O_EXCL, fix_mode)
     try:
         try:
-            write_all(fd, data)
+            if spare is not None:
+                content = padded(data, os.fstat(fd).st_size)
+                view = memoryview(content)
+                offset = 0
+                while offset < len(content):
+                    offset += os.pwrite(fd, view[offset:], offset)
+            else:
+                write_all(fd, padded(data))
             os.utime(fd, ns=(mtime_ns, mtime_ns))
             if fsync:
-                os.fsync(fd)
+                (os.fdatasync if spare is not None else os.fsync)(fd)
+            os.rename(path, destination)
         finally:
-            os.close(fd)
-        os.rename(temporary, destination)
+            os.close(fd)  # after the rename: closing unlocks a spare
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(temporary)
+            os.unlink(path)
         raise
-    if folder_fd is not None:
+    if folder_fd is not None and spare is None:
         os.fsync(folder_fd)

@@ -36,8 +36,10 @@ CREATE INDEX IF NOT EXISTS jobs_next ON jobs (state, priority, ready_at, id);
 class SqliteSettings:
     """The keys of ``[sqlite_queue_adapter]``."""
 
-    path: str = "pulpo.sqlite3"  # relative to the current folder
-    ttr: int = 60  # lease, in seconds, of a job that has no ttr of its own
+    #: The database file, relative to the current folder.
+    path: str = "pulpo.sqlite3"
+    #: Lease in seconds of a job that carries no ttr of its own.
+    ttr: int = attrs.field(default=60, validator=attrs.validators.ge(1))
 
 
 class SqliteQueueAdapter:

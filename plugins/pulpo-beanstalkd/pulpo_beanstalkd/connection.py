@@ -1,0 +1,234 @@
+"""One connection to beanstalkd that outlives server restarts.
+
+greenstalk speaks the protocol; this module adds what a long-running worker needs around it: a
+socket timeout (a half-open connection fails instead of hanging), reconnection with back-off that
+issues ``use`` and ``watch`` again, a lock (greenstalk's client is not thread-safe and the lease
+heartbeat touches from another thread), and pipelined deletes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import greenstalk
+
+from pulpo_beanstalkd.settings import BeanstalkdSettings
+from pulpo_core.errors import AdapterError
+
+log = logging.getLogger("pulpo.beanstalkd")
+
+T = TypeVar("T")
+
+
+class PipelinedClient(greenstalk.Client[bytes]):
+    """greenstalk's client, plus deletes whose answer is read with the next command's.
+
+    beanstalkd answers each connection's commands in order, so a worker sends the delete of the
+    job it finished and, right after, the reserve of the next one: one wait for the server per
+    job instead of two. The answers to the deletes are read before the next command's answer.
+    """
+
+    def __init__(self, sock: socket.socket, use: str, watch: str | Sequence[str]) -> None:
+        #: Ids of the deletes sent whose answer has not been read yet, oldest first.
+        self.pending: list[int] = []
+        super().__init__(sock, encoding=None, use=use, watch=watch)
+
+    def _send_cmd(self, cmd: bytes, expected: bytes) -> list[bytes]:
+        # Overrides greenstalk's: the command goes out first, then the answers still owed for
+        # earlier deletes are read, then this command's answer.
+        self._sock.sendall(cmd + b"\r\n")
+        if self.pending:
+            self.read_pending()
+        return greenstalk._parse_response(self._reader.readline(), expected)
+
+    def send_delete(self, job_id: int) -> None:
+        """Send ``delete`` without waiting for its answer."""
+        self._sock.sendall(b"delete %d\r\n" % job_id)
+        self.pending.append(job_id)
+
+    def read_pending(self) -> None:
+        """Read the answers owed for the deletes sent so far; log the jobs not deleted."""
+        while self.pending:
+            job_id = self.pending[0]  # listed until its answer is read, in case the line drops
+            try:
+                greenstalk._parse_response(self._reader.readline(), b"DELETED")
+            except greenstalk.NotFoundError:
+                log.warning(
+                    "job %d was done but not deleted: its ttr ran out before it was, so "
+                    "beanstalkd released it and it may run again", job_id)
+            except greenstalk.Error as error:
+                log.warning("job %d was done but not deleted: beanstalkd answered %s",
+                            job_id, describe(error))
+            del self.pending[0]
+
+
+def describe(error: BaseException) -> str:
+    """A short text for a greenstalk or socket error (greenstalk's own carry no message)."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class Connection:
+    """A lazily opened, self-healing connection using one tube and watching others.
+
+    Every use goes through :meth:`call` (or holds :attr:`lock`), which opens the connection when
+    needed, and on a broken one drops it and tries once more on a fresh connection.
+    """
+
+    def __init__(
+        self, settings: BeanstalkdSettings, *, use: str, watch: str | Sequence[str], role: str
+    ) -> None:
+        self.settings = settings
+        self.use = use
+        self.watch = watch
+        self.role = role
+        #: Held around every exchange with the server.
+        self.lock = threading.RLock()
+        #: Counts the connections opened; a job reserved under an older one is no longer ours.
+        self.generation = 0
+        self._client: PipelinedClient | None = None
+        self._failures = 0
+        self._next_attempt = 0.0
+        self._last_error = ""
+        self._unconfirmed: list[int] = []
+
+    @property
+    def client(self) -> PipelinedClient | None:
+        """The open client, or None while disconnected."""
+        return self._client
+
+    def call(self, op: Callable[[PipelinedClient], T], *, wait: float, retry: bool = True) -> T:
+        """Run ``op`` on the connection; reconnect for up to ``wait`` seconds if needed.
+
+        :param retry: run ``op`` again on a fresh connection when the current one turns out to
+            be broken (never for commands tied to the broken connection's reservations).
+        :raises AdapterError: when the server cannot be reached, or the connection breaks.
+        :raises greenstalk.BeanstalkdError: the server's answer when it is an error.
+        """
+        deadline = time.monotonic() + wait
+        with self.lock:
+            client = self._client or self.connect(deadline)
+            try:
+                return op(client)
+            except OSError as error:
+                self.drop(error)
+                if not retry:
+                    raise AdapterError(self._lost(error)) from None
+            except greenstalk.UnknownResponseError as error:
+                self.drop(error)
+                raise AdapterError(
+                    f"beanstalkd at {self.settings.address} answered {error.status!r}, which "
+                    f"this client does not understand") from None
+            client = self.connect(deadline)
+            try:
+                return op(client)
+            except OSError as error:
+                self.drop(error)
+                raise AdapterError(self._lost(error)) from None
+
+    def connect(self, deadline: float) -> PipelinedClient:
+        """Open the connection, retrying with back-off until ``deadline`` (monotonic)."""
+        with self.lock:
+            while self._client is None:
+                now = time.monotonic()
+                if self._next_attempt > now:
+                    if self._next_attempt > deadline:
+                        time.sleep(max(0.0, deadline - now))
+                        raise AdapterError(
+                            f"beanstalkd at {self.settings.address} is unreachable "
+                            f"({self._last_error}); trying again in "
+                            f"{self._next_attempt - time.monotonic():.1f} s")
+                    time.sleep(self._next_attempt - now)
+                try:
+                    client = self._open()
+                    self._confirm_deletes(client)
+                except (OSError, greenstalk.Error) as error:
+                    self._failures += 1
+                    self._last_error = describe(error)
+                    pause = self.settings.reconnect_delay * 2.0 ** min(self._failures - 1, 30)
+                    pause = min(pause, self.settings.max_reconnect_delay)
+                    self._next_attempt = time.monotonic() + pause
+                    if self._failures == 1:
+                        log.warning("cannot reach beanstalkd at %s (%s); retrying with back-off",
+                                    self.settings.address, self._last_error)
+                    continue
+                if self.generation:
+                    log.info("%s connection to beanstalkd at %s is back", self.role,
+                             self.settings.address)
+                self._failures = 0
+                self._next_attempt = 0.0
+                self.generation += 1
+                self._client = client
+            return self._client
+
+    def _open(self) -> PipelinedClient:
+        settings = self.settings
+        sock = socket.create_connection(
+            (settings.host, settings.port), timeout=settings.socket_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            # greenstalk issues `use` and `watch` (and ignores "default" when not watched).
+            return PipelinedClient(sock, use=self.use, watch=self.watch)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _confirm_deletes(self, client: PipelinedClient) -> None:
+        """Send again the deletes whose answer was lost with the previous connection.
+
+        The jobs went back to ready when that connection closed; deleting a ready job works, so
+        a job that was done does not run again unless another worker took it meanwhile.
+        """
+        while self._unconfirmed:
+            job_id = self._unconfirmed[0]
+            try:
+                client.delete(job_id)
+                log.info("job %d deleted again after reconnecting", job_id)
+            except greenstalk.NotFoundError:
+                log.info("job %d was already deleted, or another worker has it", job_id)
+            except BaseException:
+                client.close()
+                raise
+            del self._unconfirmed[0]
+
+    def drop(self, error: BaseException | None = None) -> None:
+        """Close the connection (the next call reconnects at once)."""
+        with self.lock:
+            client, self._client = self._client, None
+            if client is None:
+                return
+            self._unconfirmed.extend(client.pending)
+            client.pending.clear()
+            with contextlib.suppress(OSError):
+                client.close()
+            if error is not None:
+                log.warning("%s connection to beanstalkd at %s lost (%s); reconnecting",
+                            self.role, self.settings.address, describe(error))
+            self._next_attempt = 0.0
+
+    def flush(self) -> None:
+        """Read the answers owed for pipelined deletes, so other connections see them done."""
+        with self.lock:
+            client = self._client
+            if client is not None and client.pending:
+                try:
+                    client.read_pending()
+                except OSError as error:
+                    self.drop(error)
+
+    def close(self) -> None:
+        """Read what is owed and close; a later call opens a new connection."""
+        with self.lock:
+            self.flush()
+            self.drop()
+
+    def _lost(self, error: BaseException) -> str:
+        return (f"lost the connection to beanstalkd at {self.settings.address} "
+                f"({describe(error)})")
