@@ -5,17 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
-
-import attrs
 
 from pulpo_core.adapter import QueueAdapter
 from pulpo_core.adapters import AdapterEntry, collect_adapters, create_adapter, select_adapter
 from pulpo_core.config import Config, check_section, load_config
 from pulpo_core.errors import ConfigError
 from pulpo_core.handlers import HandlerRegistry
-from pulpo_core.lease import keep_lease
+from pulpo_core.lease import LeaseKeeper
 from pulpo_core.message import Message
 from pulpo_core.plugins import PulpoPluginManager, build_plugin_manager
 from pulpo_core.result import Action, Bury, Commit, Drop, Result, Retry
@@ -52,6 +50,7 @@ class Pulpo:
         self._queue_adapter: QueueAdapter | None = None
         self._adapter_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._leases = LeaseKeeper()
 
     # -- configuration -------------------------------------------------------------------
 
@@ -99,15 +98,43 @@ class Pulpo:
         :raises ValueError: naming the field when the message cannot be queued (empty
             request type, a body that is not JSON, a delay after the expiration, ...).
         """
+        return self.queue_adapter.enqueue(self._prepare(message))
+
+    def publish_many(self, messages: Iterable[Message]) -> list[Message]:
+        """Queue several jobs; return them with their ids, in order.
+
+        Each message is checked and passes the publish hooks as with :meth:`publish`, all of
+        them before any is queued. An adapter with ``enqueue_many`` (beanstalkd) then queues
+        them in a few round trips instead of one each; others queue them one by one.
+
+        :raises ValueError: naming the message and field when one cannot be queued (none is
+            queued then).
+        :raises AdapterError: when the queue fails; with ``enqueue_many`` some of the jobs
+            may have been queued (the error says which).
+        """
+        prepared = []
+        for number, message in enumerate(messages):
+            try:
+                prepared.append(self._prepare(message))
+            except ValueError as error:
+                raise ValueError(f"message {number}: {error}") from None
+        adapter = self.queue_adapter
+        enqueue_many = getattr(adapter, "enqueue_many", None)
+        if enqueue_many is None:
+            return [adapter.enqueue(message) for message in prepared]
+        return list(enqueue_many(prepared))
+
+    def _prepare(self, message: Message) -> Message:
+        """The message as it is queued: its ttr set, the publish hooks applied, checked."""
         if not isinstance(message, Message):
             raise ValueError(f"publish takes a Message, not {type(message).__name__}")
         if message.ttr is None:
-            message = attrs.evolve(message, ttr=self.config.ttr)
+            message = message._replace(ttr=self.config.ttr)  # the config's ttr is checked
         for changed in self.hook.pulpo_before_publish(message=message, app=self):
             if changed is not None:
                 message = changed
         message.validate_for_publish()
-        return self.queue_adapter.enqueue(message)
+        return message
 
     def register_handler(self, request_type: str, handler: object) -> None:
         """Route ``request_type`` to ``handler`` (wins over config and entry points)."""
@@ -150,7 +177,7 @@ class Pulpo:
         if handler is None:
             return Result.fatal(f"no handler for request type {message.request_type!r}")
         ttr = message.ttr or self.config.ttr
-        with keep_lease(self.queue_adapter, message, ttr):
+        with self._leases.keep(self.queue_adapter, message, ttr):
             return handler(message)
 
     def _publish_follow_ups(self, result: Result) -> Result:
@@ -203,6 +230,7 @@ class Pulpo:
 
     def close(self) -> None:
         """Close the adapter."""
+        self._leases.close()
         if self._queue_adapter is not None:
             self._queue_adapter.close()
             self._queue_adapter = None

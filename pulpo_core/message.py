@@ -136,6 +136,22 @@ class Message:
         source = self._attempts
         return None if callable(source) else source
 
+    def with_id(self, message_id: str) -> Message:
+        """This message with its ``id`` set: what an adapter's ``enqueue`` returns.
+
+        The same as ``attrs.evolve(message, id=message_id)``, but without checking again the
+        fields that were checked when this message was built (publishing is a hot path).
+        """
+        return self._replace(id=str(message_id))
+
+    def _replace(self, **changes: Any) -> Message:
+        # A copy with trusted `changes` (valid field values), skipping `__init__`'s checks.
+        copy = object.__new__(Message)
+        for name in _FIELDS:
+            object.__setattr__(copy, name, changes[name] if name in changes
+                               else getattr(self, name))
+        return copy
+
     @property
     def payload(self) -> Any:
         """`body["payload"]`, the single value of a simple job (None when absent)."""
@@ -193,6 +209,9 @@ class Message:
                 f"delay {self.delay.isoformat()} is later than expiration "
                 f"{self.expiration.isoformat()}: the job could never run"
             )
+
+
+_FIELDS = tuple(field.name for field in attrs.fields(Message))
 
 
 def _unstructure_message(message: Message) -> dict[str, Any]:

@@ -107,8 +107,6 @@ def config_for(adapter: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
             "host": server.host,
             "port": server.port,
             "default_tube": f"test-{os.getpid()}-{next(_tubes)}",
-            # dequeue polls, as on the other adapters (a waiting reserve would catch due jobs)
-            "reserve_timeout": 0,
         }
     return base
 

@@ -27,7 +27,7 @@ from pulpo_beanstalkd.codec import (
     seconds,
     unreadable,
 )
-from pulpo_beanstalkd.connection import Connection, PipelinedClient, describe
+from pulpo_beanstalkd.connection import Connection, PipelinedClient, StatsSnapshot, describe
 from pulpo_beanstalkd.settings import SECTION, BeanstalkdSettings
 from pulpo_core.config import load_section
 from pulpo_core.errors import AdapterError
@@ -37,6 +37,8 @@ log = logging.getLogger("pulpo.beanstalkd")
 
 #: How many bury reasons a process remembers for ``peek`` (beanstalkd stores none).
 REASONS_KEPT = 10_000
+#: How many puts ``enqueue_many`` writes before reading their answers.
+PUTS_PER_WRITE = 500
 #: The job states beanstalkd counts per tube, as ``stats()`` names them.
 STATES = ("ready", "delayed", "reserved", "buried")
 #: Server-wide figures ``stats()`` adds, as ``server_<name>``.
@@ -46,8 +48,58 @@ SERVER_FIGURES = (
 )
 
 
+class PartialEnqueue(AdapterError):
+    """``enqueue_many`` queued some jobs but the server refused others."""
+
+    def __init__(self, text: str, queued: list[Message | None]) -> None:
+        super().__init__(text)
+        #: Per message given, in order: the queued message with its id, or None if refused.
+        self.queued = queued
+
+
 def _job(job_id: int) -> greenstalk.Job[bytes]:
     return greenstalk.Job(job_id, b"")
+
+
+def failed_runs(stats: Mapping[str, Any], reserved: bool) -> int:
+    """Failed runs of a job from its counters.
+
+    ``reserves`` counts every run: those released for a retry, those whose ttr ran out and those
+    whose worker died (beanstalkd counts that in no other counter). Runs that ended buried are
+    not failures to retry, and a run still going on (``reserved``) has not failed.
+    """
+    return max(0, int(stats["reserves"]) - int(stats["buries"]) - int(reserved))
+
+
+class LazyAttempts:
+    """A reserved job's ``attempts``, asked of the server only when something reads it.
+
+    A job that succeeds without anyone reading its attempts costs no ``stats-job`` round trip:
+    its commit sends a ``stats-job`` just ahead of the ``delete``, and both answers are read
+    with the next reserve's, the stats kept unparsed until (unless) someone asks.
+    """
+
+    __slots__ = ("_adapter", "job_id", "snapshot", "value")
+
+    def __init__(self, adapter: BeanstalkdQueueAdapter, job_id: int) -> None:
+        self._adapter = adapter
+        self.job_id = job_id
+        self.value: int | None = None
+        self.snapshot: StatsSnapshot | None = None
+
+    def __call__(self) -> int:
+        if self.value is None:
+            self.value = self._adapter._attempts_of(self)
+        return self.value
+
+
+@attrs.define
+class Reservation:
+    """A job this adapter's worker connection holds."""
+
+    #: The worker connection's generation when the job was reserved.
+    generation: int
+    attempts: LazyAttempts
 
 
 class BeanstalkdQueueAdapter:
@@ -67,8 +119,7 @@ class BeanstalkdQueueAdapter:
                                     watch=greenstalk.DEFAULT_TUBE, role="producer")
         self._worker = Connection(settings, use=greenstalk.DEFAULT_TUBE,
                                   watch=settings.watched, role="worker")
-        # job id -> generation of the worker connection that reserved it
-        self._reserved: dict[int, int] = {}
+        self._reserved: dict[int, Reservation] = {}
         self._reasons: dict[int, str] = {}
 
     def __repr__(self) -> str:
@@ -92,7 +143,36 @@ class BeanstalkdQueueAdapter:
             job_id = self._producer.call(put, wait=self._wait)
         except greenstalk.BeanstalkdError as error:
             raise AdapterError(self._refused(error, len(data))) from None
-        return attrs.evolve(message, id=str(job_id))
+        return message.with_id(str(job_id))
+
+    def enqueue_many(self, messages: Sequence[Message]) -> list[Message]:
+        """Queue many messages with pipelined puts: :data:`PUTS_PER_WRITE` to a write, their
+        answers read after it, so a batch costs a few round trips instead of one per job.
+
+        :raises PartialEnqueue: when the server refused some of the jobs (the others are
+            queued; the error lists them). A connection that breaks during a write is replaced
+            and the write sent again: jobs are queued at least once.
+        """
+        jobs = [(encode(message, self._encoding), priority_of(message),
+                 delay_of(message.delay), message.ttr or DEFAULT_TTR) for message in messages]
+        outcomes: list[int | greenstalk.BeanstalkdError] = []
+        for start in range(0, len(jobs), PUTS_PER_WRITE):
+            put_chunk = functools.partial(PipelinedClient.put_many,
+                                          jobs=jobs[start:start + PUTS_PER_WRITE])
+            outcomes += self._producer.call(put_chunk, wait=self._wait)
+        queued: list[Message | None] = []
+        refused: list[str] = []
+        for number, (message, outcome) in enumerate(zip(messages, outcomes, strict=True)):
+            if isinstance(outcome, int):
+                queued.append(message.with_id(str(outcome)))
+            else:
+                queued.append(None)
+                refused.append(f"message {number}: {self._refused(outcome, len(jobs[number][0]))}")
+        if refused:
+            raise PartialEnqueue(
+                f"{len(refused)} of {len(messages)} jobs were not queued ({refused[0]}"
+                f"{'; ...' if len(refused) > 1 else ''}); the others were", queued)
+        return [message for message in queued if message is not None]
 
     def _refused(self, error: greenstalk.BeanstalkdError, size: int) -> str:
         where = f"beanstalkd at {self.settings.address}"
@@ -125,13 +205,13 @@ class BeanstalkdQueueAdapter:
         timeout = self.settings.reserve_timeout
         worker = self._worker
 
-        def reserve(client: PipelinedClient) -> greenstalk.Job[bytes]:
-            return client.reserve(timeout)
+        def reserve(client: PipelinedClient) -> tuple[int, bytes]:
+            return client.reserve_raw(timeout)
 
         while True:
             with worker.lock:
                 try:
-                    job = worker.call(reserve, wait=timeout)
+                    job_id, body = worker.call(reserve, wait=timeout)
                 except greenstalk.TimedOutError:
                     return None
                 except greenstalk.DeadlineSoonError:
@@ -142,14 +222,13 @@ class BeanstalkdQueueAdapter:
                     raise AdapterError(f"beanstalkd at {self.settings.address} refused to "
                                        f"reserve: {describe(error)}") from None
                 generation = worker.generation
-            job_id = job.id
+            attempts = LazyAttempts(self, job_id)
             try:
-                message = decode(job.body, job_id, self._encoding,
-                                 functools.partial(self._attempts_of, job_id))
+                message = decode(body, job_id, self._encoding, attempts)
             except ValueError as error:
                 self._bury_unreadable(job_id, error)
                 continue
-            self._reserved[job_id] = generation
+            self._reserved[job_id] = Reservation(generation, attempts)
             if message.ttr is None:  # put by another client in pulpo's format, without a ttr
                 message = attrs.evolve(message, ttr=self._server_ttr(job_id))
             return message
@@ -160,22 +239,23 @@ class BeanstalkdQueueAdapter:
         except (AdapterError, greenstalk.Error):
             return DEFAULT_TTR
 
-    def _attempts_of(self, job_id: int) -> int:
-        """Failed runs before the current one, from the server's counters (read when asked).
-
-        ``reserves`` counts every run: those released for a retry, those whose ttr ran out and
-        those whose worker died (beanstalkd counts that in no other counter); runs that ended
-        buried are not failures to retry, and the current run is not over.
-        """
+    def _attempts_of(self, lazy: LazyAttempts) -> int:
+        """Failed runs of a job before the run it was dequeued for (see :class:`LazyAttempts`)."""
+        job_id, snapshot = lazy.job_id, lazy.snapshot
+        if snapshot is not None:
+            if not snapshot.read:
+                self._worker.flush()
+            if snapshot.read:
+                stats = snapshot.stats()
+                return 0 if stats is None else failed_runs(stats, reserved=True)
         try:
-            stats = self._job_stats(job_id)
+            return failed_runs(self._job_stats(job_id), reserved=True)
         except greenstalk.NotFoundError:
             log.debug("job %d is gone; its attempts are no longer known", job_id)
-            return 0
-        except AdapterError as error:
-            log.warning("could not read the attempts of job %d (%s); counting 0", job_id, error)
-            return 0
-        return max(0, stats["reserves"] - stats["buries"] - 1)
+        except (AdapterError, greenstalk.Error) as error:
+            log.warning("could not read the attempts of job %d (%s); counting 0",
+                        job_id, describe(error))
+        return 0
 
     def _job_stats(self, job_id: int) -> greenstalk.StatsJob:
         return self._worker.call(lambda client: client.stats_job(job_id), wait=self._wait)
@@ -192,27 +272,33 @@ class BeanstalkdQueueAdapter:
             log.warning("job %d could not be buried (%s); beanstalkd hands it out again after "
                         "its ttr", job_id, describe(failure))
 
-    def _ours(self, job_id: int, generation: int | None) -> bool:
-        """Whether the job is still reserved on the worker connection as it is now."""
-        return generation is None or generation == self._worker.generation
+    def _ours(self, reservation: Reservation | None) -> bool:
+        """Whether the job is still reserved on the worker connection as it is now (True when
+        it was not dequeued here: the server has the last word)."""
+        return reservation is None or reservation.generation == self._worker.generation
 
     def commit(self, message: Message) -> None:
         job_id = parse_job_id(message.id)
-        generation = self._reserved.pop(job_id, None)
+        reservation = self._reserved.pop(job_id, None)
         worker = self._worker
         with worker.lock:
             client = worker.client
-            if client is not None and generation is not None and self._ours(job_id, generation):
+            if client is not None and reservation is not None and self._ours(reservation):
+                lazy = reservation.attempts
+                if lazy.value is None:
+                    lazy.snapshot = StatsSnapshot()
                 try:
-                    client.send_delete(job_id)  # its answer is read with the next command's
+                    # The answers are read with the next command's: no wait here.
+                    client.send_delete(job_id, lazy.snapshot)
                     return
                 except OSError as error:
+                    lazy.snapshot = None
                     worker.drop(error)
         # Reserved on a connection that has since dropped (the job went back to ready), or not
         # dequeued here: delete it on the current connection if it is not another worker's.
         try:
             worker.call(lambda client: client.delete(job_id), wait=self._wait)
-            if generation is not None:
+            if reservation is not None:
                 log.info("job %d deleted after reconnecting", job_id)
         except greenstalk.NotFoundError:
             log.warning("job %d was done but could not be deleted: its reservation was lost "
@@ -224,9 +310,10 @@ class BeanstalkdQueueAdapter:
 
     def rollback(self, message: Message, delay: float = 0) -> None:
         job_id = parse_job_id(message.id)
-        generation = self._reserved.pop(job_id, None)
+        message.attempts  # noqa: B018  (read now: the job's counters change once it runs again)
+        reservation = self._reserved.pop(job_id, None)
         priority, pause = priority_of(message), seconds(delay)
-        if not self._ours(job_id, generation):
+        if not self._ours(reservation):
             log.warning("job %d could not be released for a retry: the connection that reserved "
                         "it dropped, so beanstalkd released it already, without the delay",
                         job_id)
@@ -248,12 +335,12 @@ class BeanstalkdQueueAdapter:
     def bury(self, message: Message, reason: str) -> None:
         job_id = parse_job_id(message.id)
         message.attempts  # noqa: B018  (read now: burying changes the counters it comes from)
-        generation = self._reserved.pop(job_id, None)
+        reservation = self._reserved.pop(job_id, None)
         priority = priority_of(message)
         self._remember(job_id, reason)
         # beanstalkd keeps no reason with a buried job: the log is its durable record.
         log.warning("job %s (%s) buried: %s", job_id, message.request_type, reason)
-        if self._ours(job_id, generation):
+        if self._ours(reservation):
             try:
                 self._worker.call(lambda client: client.bury(_job(job_id), priority),
                                   wait=self._wait, retry=False)
@@ -291,7 +378,7 @@ class BeanstalkdQueueAdapter:
         job_id = parse_job_id(message.id)
         worker = self._worker
         with worker.lock:
-            if not self._ours(job_id, self._reserved.get(job_id)):
+            if not self._ours(self._reserved.get(job_id)):
                 raise AdapterError(f"job {job_id} was reserved on a connection that dropped; "
                                    f"beanstalkd has released it")
             try:
@@ -335,7 +422,7 @@ class BeanstalkdQueueAdapter:
             return None
         self._ours_to_operate(job_id, stats)
         state = stats["state"]
-        attempts = max(0, stats["reserves"] - stats["buries"] - (state == "reserved"))
+        attempts = failed_runs(stats, reserved=state == "reserved")
         try:
             message = decode(job.body, job_id, self._encoding, attempts)
         except ValueError as error:

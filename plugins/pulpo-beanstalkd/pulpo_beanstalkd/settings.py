@@ -41,6 +41,16 @@ def _positive(instance: Any, attribute: attrs.Attribute[float], value: float) ->
         )
 
 
+def _at_least_one(_instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        # Observed with beanstalkd 1.12: while clients poll (reserve-with-timeout 0 in a loop)
+        # the server does not time out reserved jobs, so a worker must wait in reserve.
+        raise ConfigError(
+            f"configuration key {_key(attribute.name)} must be at least 1 second, not {value!r}: "
+            f"a worker that polls keeps beanstalkd from timing out other workers' jobs"
+        )
+
+
 def _tube(_instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
     check_tube(_key(attribute.name), value)
 
@@ -74,7 +84,7 @@ class BeanstalkdSettings:
     #: How job bodies (JSON text) are encoded to bytes.
     encoding: str = attrs.field(default="utf-8", validator=_encoding)
     #: Whole seconds a worker's ``reserve`` waits for a job before ``dequeue`` returns None.
-    reserve_timeout: int = 1
+    reserve_timeout: int = attrs.field(default=1, validator=_at_least_one)
     #: The tubes a worker takes jobs from; empty means ``[default_tube]``.
     watch: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_tubes)
     #: First pause before reconnecting after a failed attempt; doubled after each failure.

@@ -182,16 +182,17 @@ class FileQueueAdapter:
             self._spares.give(path, job_id, self._token())
 
     def _announce(self, job_id: str, ready_ns: int) -> None:
-        """Tell every worker (through the journal) that the job is in ``ready/``."""
-        try:
-            with self._lock:
-                self._journal.append(job_id, ready_ns)
-        except OSError as error:
-            # The job is safely in ready/; workers will find it when they next rescan.
-            log.warning("job %s is queued but the journal could not record it (%s); workers "
-                        "will find it on their next rescan", job_id, error.strerror or error)
-            with self._lock:
+        """Tell every worker (through the journal, and this one at once) the job is ready."""
+        with self._lock:
+            if self._reading:
                 self._note(job_id, ready_ns)
+            try:
+                self._journal.append(job_id, ready_ns)
+            except OSError as error:
+                # The job is safely in ready/; other workers find it when they next rescan.
+                log.warning("job %s is queued but the journal could not record it (%s); "
+                            "workers will find it on their next rescan", job_id,
+                            error.strerror or error)
 
     def _read(self, path: str) -> tuple[Message, int]:
         """The message in a job file and the file's mtime; ``_Unreadable`` when it is not one.

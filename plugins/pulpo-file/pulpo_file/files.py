@@ -79,7 +79,7 @@ def write_job_file(
     data: bytes,
     *,
     temporary: str,
-    spare: tuple[int, str] | None,
+    spare: tuple[int, str, int] | None,
     mtime_ns: int,
     fsync: bool,
     folder_fd: int | None,
@@ -87,7 +87,7 @@ def write_job_file(
 ) -> None:
     """Write ``data`` as ``destination``: all of it or nothing.
 
-    With ``spare`` (an open, locked spare file and its path) the spare is overwritten in place
+    With ``spare`` (an open, locked spare file, its path and size) the spare is overwritten in place
     and, with ``fsync``, flushed with ``fdatasync`` alone: its size and blocks do not change, and
     the recovery after a reboot finds it under whichever name the power cut left it. Otherwise
     ``temporary`` is created, flushed with ``fsync``, renamed, and ``folder_fd`` (the destination
@@ -96,14 +96,14 @@ def write_job_file(
     re-raised; ``destination`` is untouched.
     """
     if spare is not None:
-        fd, path = spare
+        fd, path, size = spare
     else:
         path = temporary
         fd = open_private(temporary, os.O_WRONLY | os.O_EXCL, fix_mode)
     try:
         try:
             if spare is not None:
-                content = padded(data, os.fstat(fd).st_size)
+                content = padded(data, size)
                 view = memoryview(content)
                 offset = 0
                 while offset < len(content):

@@ -66,6 +66,7 @@ class _Tail:
 
     fd: int
     number: int
+    offset: int = 0
     partial: bytes = b""
     until: float = 0.0  # for finished segments: when to stop reading them
 
@@ -145,8 +146,7 @@ class Journal:
         """Tail from the current end of the newest segment (what came before is not read)."""
         number = self._newest()
         fd = open_private(self._path(number), os.O_RDONLY, self.fix_mode)
-        os.lseek(fd, 0, os.SEEK_END)
-        self._set_tail(_Tail(fd, number))
+        self._set_tail(_Tail(fd, number, os.lseek(fd, 0, os.SEEK_END)))
 
     def _set_tail(self, tail: _Tail) -> None:
         if self._tail is not None:
@@ -167,7 +167,9 @@ class Journal:
                 os.close(tail.fd)
                 self._finished.remove(tail)
         gap = False
-        if now - self._read_checked >= CHECK_INTERVAL:
+        # A full segment is about to be followed by the next: look for it at once.
+        full = self._tail.offset >= self.segment_size
+        if full or now - self._read_checked >= CHECK_INTERVAL:
             self._read_checked = now
             gap = self._advance(now, entries)
         return entries, gap
@@ -183,8 +185,7 @@ class Journal:
                 log.info("the journal moved on by more than %d segments: rebuilding the index",
                          KEEP)
                 fd = os.open(self._path(newest), os.O_RDONLY | os.O_CLOEXEC)
-                os.lseek(fd, 0, os.SEEK_END)
-                self._set_tail(_Tail(fd, newest))
+                self._set_tail(_Tail(fd, newest, os.lseek(fd, 0, os.SEEK_END)))
                 return True
             finished = self._tail
             finished.until = now + GRACE
@@ -199,6 +200,7 @@ class Journal:
             data = os.read(tail.fd, CHUNK)
             if not data:
                 return
+            tail.offset += len(data)
             lines = (tail.partial + data).split(b"\n")
             tail.partial = lines.pop()
             for line in lines:

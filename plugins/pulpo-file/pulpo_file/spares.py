@@ -36,8 +36,8 @@ class SparePool:
         self._next_listing = 0.0
         self._count = 0  # an estimate, corrected by every trim
 
-    def take(self) -> tuple[int, str] | None:
-        """A spare, open for writing and locked: ``(descriptor, path)``; ``None`` if none is left.
+    def take(self) -> tuple[int, str, int] | None:
+        """A spare, open for writing and locked: ``(descriptor, path, size)``; ``None`` if none.
 
         The caller renames the path away before closing the descriptor (which unlocks it).
         """
@@ -61,7 +61,7 @@ class SparePool:
                 os.close(fd)
                 continue
             self._count = max(0, self._count - 1)
-            return fd, path
+            return fd, path, opened.st_size
 
     def _list(self) -> bool:
         now = time.monotonic()

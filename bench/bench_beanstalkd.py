@@ -1,0 +1,302 @@
+"""pulpo on beanstalkd against a plain greenstalk loop: publish rate and worker drain rate.
+
+One beanstalkd, started here on a free loopback port (no binlog: the server's own cost stays
+small, so the clients' costs show), N jobs of about 200 bytes each, the median of ROUNDS rounds;
+in each round the plain loop and pulpo run one after the other on tubes of their own.
+
+- publish: the plain loop puts ``json.dumps({...})`` with greenstalk; pulpo calls
+  ``Pulpo.publish(Message(...))`` once per job, and ``Pulpo.publish_many`` with all N.
+- drain: the plain loop reserves, reads the JSON and deletes; pulpo runs its real worker loop
+  (``Pulpo.start()``) with a no-op handler, stopped by the handler after the N-th job.
+
+pulpo should reach at least GOAL times the plain loop's rates. Run alone with
+``python bench/bench_beanstalkd.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+N = 5000
+ROUNDS = 5
+GOAL = 0.9
+#: Makes a job body of about 200 bytes (pulpo's JSON adds its header around it).
+PAYLOAD = "x" * 60
+_tubes = itertools.count()
+TIMES = "\u00d7"  # the multiplication sign
+
+
+class Server:
+    """A beanstalkd on a free loopback port, for the length of a ``with`` block."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.command = [binary, "-l", "127.0.0.1", "-p", str(self.port)]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        try:
+            self.process = subprocess.Popen(self.command, stderr=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise RuntimeError("beanstalkd is not installed (apt-get install beanstalkd)") from None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"beanstalkd did not answer on port {self.port}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def tube() -> str:
+    return f"bench-{next(_tubes)}"
+
+
+def rate(work: Callable[[], None]) -> float:
+    """Jobs per second of ``work`` (which handles N jobs)."""
+    started = time.perf_counter()
+    work()
+    return N / (time.perf_counter() - started)
+
+
+# -- the plain greenstalk loop ------------------------------------------------------------------
+
+
+def plain_job(number: int, pad: str = "") -> str:
+    """The plain loop's job: what a hand-written producer would put (``pad``: to pulpo's size)."""
+    return json.dumps({"request_type": "bench", "n": number, "payload": PAYLOAD, "pad": pad})
+
+
+def plain_publish(port: int, name: str, pad: str) -> float:
+    import greenstalk
+
+    with greenstalk.Client(("127.0.0.1", port), use=name, watch=name) as client:
+
+        def work() -> None:
+            for number in range(N):
+                client.put(plain_job(number, pad), ttr=60)
+
+        return rate(work)
+
+
+def plain_drain(port: int, name: str) -> float:
+    import greenstalk
+
+    with greenstalk.Client(("127.0.0.1", port), use=name, watch=name) as client:
+
+        def work() -> None:
+            for _ in range(N):
+                job = client.reserve(timeout=1)
+                json.loads(job.body)
+                client.delete(job)
+
+        return rate(work)
+
+
+# -- pulpo ------------------------------------------------------------------------------------
+
+
+def make_app(port: int, name: str, **settings: Any) -> Any:
+    from pulpo_core import Pulpo
+
+    return Pulpo({
+        "queue_adapter_type": "beanstalkd",
+        "beanstalkd_queue_adapter": {"port": port, "default_tube": name},
+        **settings,
+    })
+
+
+def pulpo_publish(port: int, name: str) -> float:
+    from pulpo_core import Message
+
+    app = make_app(port, name)
+    try:
+        app.queue_adapter.stats()  # connect before the clock starts, as the plain loop does
+
+        def work() -> None:
+            for number in range(N):
+                app.publish(Message("bench", {"n": number}, payload=PAYLOAD))
+
+        return rate(work)
+    finally:
+        app.close()
+
+
+def pulpo_publish_many(port: int, name: str) -> float:
+    from pulpo_core import Message
+
+    app = make_app(port, name)
+    try:
+        app.queue_adapter.stats()
+
+        def work() -> None:
+            app.publish_many(Message("bench", {"n": number}, payload=PAYLOAD)
+                             for number in range(N))
+
+        return rate(work)
+    finally:
+        app.close()
+
+
+def pulpo_drain(port: int, name: str) -> float:
+    app = make_app(port, name, sleep_duration=0)
+    done = itertools.count(1)
+
+    def noop(message: Any) -> None:
+        if next(done) == N:
+            app.stop()  # the loop ends after this job, without waiting for an empty reserve
+
+    app.register_handler("bench", noop)
+    try:
+        app.queue_adapter.stats()
+        return rate(app.start)
+    finally:
+        app.close()
+
+
+def pulpo_job_size(port: int) -> int:
+    """Bytes in the body of a pulpo job (the plain loop's jobs are padded to it)."""
+    import greenstalk
+
+    from pulpo_core import Message
+
+    app = make_app(port, tube())
+    try:
+        job_id = app.publish(Message("bench", {"n": N - 1}, payload=PAYLOAD)).id
+        with greenstalk.Client(("127.0.0.1", port), encoding=None) as client:
+            return len(client.peek(int(str(job_id))).body)
+    finally:
+        app.close()
+
+
+def cpu_costs() -> list[tuple[str, float]]:
+    """Microseconds of CPU per job for each step pulpo adds, measured without any I/O."""
+    from pulpo_beanstalkd.codec import decode, encode
+
+    from pulpo_core import Message, Pulpo, Result
+
+    class NullQueue:  # handle_message settles the job here, at no cost
+        def commit(self, message: Message) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    app = Pulpo({"queue_adapter_type": "memory"})
+    app._queue_adapter = NullQueue()  # type: ignore[assignment]
+    app.register_handler("bench", lambda message: None)
+    message = Message("bench", {"n": 1}, payload=PAYLOAD, ttr=60)
+    body = encode(message, "utf-8")
+    success = Result.success()
+    plain = plain_job(1)
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("`Message(...)`, built by the caller", lambda: Message("bench", {"n": 1},
+                                                               payload=PAYLOAD)),
+        ("publish checks and hooks (`Pulpo._prepare`)", lambda: app._prepare(message)),
+        ("of which `pulpo_before_publish` hook call",
+         lambda: app.hook.pulpo_before_publish(message=message, app=app)),
+        ("of which `validate_for_publish`", message.validate_for_publish),
+        ("message to job body (`codec.encode`)", lambda: encode(message, "utf-8")),
+        ("returned copy with the id (`with_id`)", lambda: message.with_id("1")),
+        ("job body to message (`codec.decode`)", lambda: decode(body, 1, "utf-8", 0)),
+        ("`handle_message`, queue calls excluded", lambda: app.handle_message(message)),
+        ("of which three hook calls", lambda: (
+            app.hook.pulpo_before_process(message=message, app=app),
+            app.hook.pulpo_result_policy(message=message, result=success, app=app),
+            app.hook.pulpo_after_process(message=message, result=success, action=None,
+                                         app=app))),
+        ("plain loop: `json.dumps` of its job", lambda: plain_job(1)),
+        ("plain loop: `json.loads` of its job", lambda: json.loads(plain)),
+    ]
+    costs = []
+    for label, step in steps:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(5000):
+                step()
+            times.append((time.perf_counter() - started) / 5000 * 1e6)
+        costs.append((label, min(times)))
+    app.close()
+    return costs
+
+
+def measure() -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {key: [] for key in (
+        "plain publish", "pulpo publish", "pulpo publish_many", "plain drain", "pulpo drain")}
+    with Server() as server:
+        port = server.port
+        size = pulpo_job_size(port)
+        pad = " " * max(0, size - len(plain_job(N - 1).encode()))
+        results["size"] = [float(size)]
+        for _ in range(ROUNDS):
+            plain, pulpo, many = tube(), tube(), tube()
+            results["plain publish"].append(plain_publish(port, plain, pad))
+            results["pulpo publish"].append(pulpo_publish(port, pulpo))
+            results["pulpo publish_many"].append(pulpo_publish_many(port, many))
+            results["plain drain"].append(plain_drain(port, plain))
+            results["pulpo drain"].append(pulpo_drain(port, pulpo))
+            pulpo_drain(port, many)  # empties the third tube
+    return results
+
+
+def run(report: list[str]) -> None:
+    """Measure and append a Markdown section to ``report``."""
+    results = measure()
+    size = int(results.pop("size")[0])
+    median = {key: statistics.median(values) for key, values in results.items()}
+    report += [
+        "## beanstalkd",
+        "",
+        f"{N} jobs per run, median of {ROUNDS} rounds, one beanstalkd without binlog on "
+        f"loopback; job bodies of {size} bytes for both.",
+        "",
+        "| what | plain greenstalk loop | pulpo | ratio |",
+        "|---|---|---|---|",
+    ]
+    rows = [
+        ("publish, one call per job", "plain publish", "pulpo publish"),
+        ("publish, `publish_many` (pipelined)", "plain publish", "pulpo publish_many"),
+        ("worker drain (reserve, no-op, delete)", "plain drain", "pulpo drain"),
+    ]
+    for label, plain, pulpo in rows:
+        ratio = median[pulpo] / median[plain]
+        mark = "" if ratio >= GOAL else f" (below {GOAL}{TIMES})"
+        report.append(f"| {label} | {median[plain]:,.0f}/s | {median[pulpo]:,.0f}/s | "
+                      f"**{ratio:.2f}{TIMES}**{mark} |")
+    report += ["", "Every round (jobs/s):", ""]
+    for key, values in results.items():
+        report.append(f"- {key}: {', '.join(f'{value:,.0f}' for value in values)}")
+    report += ["", "CPU per job of the steps pulpo adds (no I/O; best of 3 runs of 5,000):", "",
+               "| step | µs |", "|---|---|"]
+    report += [f"| {label} | {cost:.1f} |" for label, cost in cpu_costs()]
+    report.append("")
+
+
+def main() -> int:
+    report: list[str] = []
+    run(report)
+    print("\n".join(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,517 @@
+"""The file queue adapter: what it promises beyond the behaviour every adapter shares."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulpo_file.adapter import FileQueueAdapter
+
+from pulpo_core import AdapterError, ConfigError, Message, Pulpo
+from pulpo_core.plugins import build_plugin_manager
+
+
+def adapter_on(path: Path, **settings: Any) -> FileQueueAdapter:
+    return FileQueueAdapter({"base_path": str(path), **settings})
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> Iterator[FileQueueAdapter]:
+    adapter = adapter_on(tmp_path / "queue")
+    yield adapter
+    adapter.close()
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+def drain(adapter: FileQueueAdapter) -> list[Any]:
+    seen = []
+    while (message := adapter.dequeue()) is not None:
+        seen.append(message.payload)
+        adapter.commit(message)
+    return seen
+
+
+class TestRegistration:
+    def test_the_default_adapter_is_the_file_queue(self, tmp_path: Path) -> None:
+        config = {"file_queue_adapter": {"base_path": str(tmp_path / "q")}}
+        with Pulpo(config) as app:
+            assert isinstance(app.queue_adapter, FileQueueAdapter)
+
+    @pytest.mark.parametrize("name", ["file", "file_queue_adapter", "FileQueueAdapter"])
+    def test_every_alias_selects_it_with_the_file_queue_adapter_section(
+        self, tmp_path: Path, name: str
+    ) -> None:
+        config = {"queue_adapter_type": name, "file_queue_adapter": {"base_path": str(tmp_path)}}
+        with Pulpo(config) as app:
+            adapter = app.queue_adapter
+            assert isinstance(adapter, FileQueueAdapter)
+            assert adapter.path == tmp_path
+
+    def test_the_default_base_path_is_pulpo_queue_under_the_current_directory(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        with Pulpo({}) as app:
+            app.publish(Message("t"))
+        assert (tmp_path / ".pulpo" / "queue" / "ready").is_dir()
+        assert len(os.listdir(tmp_path / ".pulpo" / "queue" / "ready")) == 1
+
+
+class TestConfiguration:
+    def test_an_unknown_key_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"file_queue_adapter\.base_pth"):
+            Pulpo({"file_queue_adapter": {"base_pth": str(tmp_path)}})
+
+    def test_a_bad_value_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"file_queue_adapter\.fsync"):
+            Pulpo({"file_queue_adapter": {"base_path": str(tmp_path), "fsync": "yes"}})
+
+    def test_a_ttr_below_one_second_is_refused(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"file_queue_adapter\.ttr"):
+            adapter_on(tmp_path, ttr=0)
+
+    def test_a_folder_that_cannot_be_created_is_an_adapter_error(self, tmp_path: Path) -> None:
+        (tmp_path / "a-file").write_text("not a folder")
+        with pytest.raises(AdapterError, match="a-file"):
+            adapter_on(tmp_path / "a-file" / "queue")
+
+
+class TestOrder:
+    def test_priority_then_ready_time_then_age(self, queue: FileQueueAdapter) -> None:
+        queue.enqueue(Message("t", payload="low-old", priority=9))
+        queue.enqueue(Message("t", payload="urgent", priority=1))
+        queue.enqueue(Message("t", payload="low-new", priority=9))
+        queue.enqueue(Message("t", payload="due-soon", priority=9, delay=0.3))
+        assert drain(queue) == ["urgent", "low-old", "low-new"]
+        time.sleep(0.35)
+        assert drain(queue) == ["due-soon"]
+
+    def test_a_retried_job_waits_for_its_delay_and_then_comes_before_newer_jobs(
+        self, queue: FileQueueAdapter
+    ) -> None:
+        queue.enqueue(Message("t", payload="retried"))
+        message = queue.dequeue()
+        assert message is not None
+        queue.rollback(message, delay=0.3)
+        queue.enqueue(Message("t", payload="fresh"))
+        assert drain(queue) == ["fresh"]
+        assert queue.stats()["delayed"] == 1
+        time.sleep(0.35)
+        again = queue.dequeue()
+        assert again is not None and again.payload == "retried" and again.attempts == 1
+
+    def test_a_second_process_does_not_take_a_job_retried_with_a_delay_early(
+        self, tmp_path: Path
+    ) -> None:
+        first, second = adapter_on(tmp_path), adapter_on(tmp_path)
+        assert second.dequeue() is None  # the second worker is running, its index empty
+        first.enqueue(Message("t", payload="job", delay=0.2))
+        assert second.dequeue() is None  # it knows the job now, due in 0.2 s
+        time.sleep(0.25)
+        message = first.dequeue()
+        assert message is not None
+        first.rollback(message, delay=0.5)
+        assert second.dequeue() is None  # its entry for the job is out of date
+        time.sleep(0.55)
+        again = second.dequeue()
+        assert again is not None and again.payload == "job" and again.attempts == 1
+
+
+class TestDequeueDoesNotListTheQueue:
+    def test_draining_lists_the_ready_folder_once_not_once_per_job(
+        self, queue: FileQueueAdapter, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for n in range(300):
+            queue.enqueue(Message("t", payload=n))
+        listed: list[str] = []
+        real_scandir, real_listdir = os.scandir, os.listdir
+
+        def scandir(path: Any = ".") -> Any:
+            listed.append(str(path))
+            return real_scandir(path)
+
+        def listdir(path: Any = ".") -> list[str]:
+            listed.append(str(path))
+            return real_listdir(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+        monkeypatch.setattr(os, "listdir", listdir)
+        assert drain(queue) == list(range(300))
+        ready = str(queue.path / "ready")
+        assert listed.count(ready) == 1  # the index is built once, then fed by the journal
+
+
+class TestLeases:
+    def test_a_job_whose_lease_ran_out_returns_with_one_more_attempt(
+        self, tmp_path: Path
+    ) -> None:
+        worker = adapter_on(tmp_path, lease_check_interval=0.1)
+        other = adapter_on(tmp_path, lease_check_interval=0.1)
+        worker.enqueue(Message("t", payload="job", ttr=1))
+        message = worker.dequeue()
+        assert message is not None and message.ttr == 1
+        assert other.dequeue() is None
+        time.sleep(1.2)
+        again = other.dequeue()
+        assert again is not None and again.id == message.id and again.attempts == 1
+
+    def test_touch_keeps_the_lease(self, tmp_path: Path) -> None:
+        worker = adapter_on(tmp_path, lease_check_interval=0.1)
+        other = adapter_on(tmp_path, lease_check_interval=0.1)
+        worker.enqueue(Message("t", ttr=1))
+        message = worker.dequeue()
+        assert message is not None
+        for _ in range(5):
+            time.sleep(0.4)
+            worker.touch(message)
+            assert other.dequeue() is None
+        worker.commit(message)
+        assert worker.stats()["total"] == 0
+
+    def test_touch_after_the_lease_was_lost_raises(self, tmp_path: Path) -> None:
+        worker = adapter_on(tmp_path, lease_check_interval=0.1)
+        other = adapter_on(tmp_path, lease_check_interval=0.1)
+        worker.enqueue(Message("t", ttr=1))
+        message = worker.dequeue()
+        assert message is not None
+        time.sleep(1.2)
+        assert other.dequeue() is not None
+        with pytest.raises(AdapterError, match="no longer reserved"):
+            worker.touch(message)
+
+    def test_a_late_commit_leaves_the_job_to_the_worker_that_has_it_now(
+        self, tmp_path: Path
+    ) -> None:
+        worker = adapter_on(tmp_path, lease_check_interval=0.1)
+        other = adapter_on(tmp_path, lease_check_interval=0.1)
+        worker.enqueue(Message("t", ttr=1))
+        message = worker.dequeue()
+        assert message is not None
+        time.sleep(1.2)
+        taken = other.dequeue()
+        assert taken is not None
+        worker.commit(message)  # logged, not raised: the job runs again (at-least-once)
+        assert other.stats()["reserved"] == 1
+        other.commit(taken)
+        assert other.stats()["total"] == 0
+
+    def test_touch_is_safe_from_another_thread(self, queue: FileQueueAdapter) -> None:
+        import threading
+
+        queue.enqueue(Message("t", ttr=5))
+        message = queue.dequeue()
+        assert message is not None
+        errors: list[BaseException] = []
+
+        def beat() -> None:
+            try:
+                for _ in range(200):
+                    queue.touch(message)
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=beat) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        queue.commit(message)
+        assert queue.stats()["total"] == 0
+
+
+class TestBury:
+    def test_a_buried_job_shows_its_reason_and_kick_brings_it_back_without_it(
+        self, queue: FileQueueAdapter
+    ) -> None:
+        sent = queue.enqueue(Message("t", payload="x"))
+        message = queue.dequeue()
+        assert message is not None
+        queue.bury(message, "no such customer")
+        assert files_in(queue.path / "buried") == [f"{sent.id}.json"]
+        peeked = queue.peek(sent.id or "")
+        assert peeked is not None and peeked.header["buried_reason"] == "no such customer"
+        assert queue.kick() == 1
+        again = queue.dequeue()
+        assert again is not None and "buried_reason" not in again.header
+
+
+class TestArchive:
+    def test_with_enable_archive_a_committed_job_is_kept_in_archive(
+        self, tmp_path: Path
+    ) -> None:
+        adapter = adapter_on(tmp_path, enable_archive=True)
+        sent = adapter.enqueue(Message("t", payload="kept"))
+        message = adapter.dequeue()
+        assert message is not None
+        adapter.commit(message)
+        archived = tmp_path / "archive" / f"{sent.id}.json"
+        assert json.loads(archived.read_text())["body"] == {"payload": "kept"}
+        assert adapter.stats()["archived"] == 1
+        assert adapter.peek(sent.id or "") is None
+
+    def test_without_it_no_archive_folder_exists(self, queue: FileQueueAdapter) -> None:
+        assert not (queue.path / "archive").exists()
+
+
+class TestUnreadableFiles:
+    def test_a_corrupt_job_file_is_buried_with_the_reason_and_the_worker_goes_on(
+        self, tmp_path: Path
+    ) -> None:
+        config = {
+            "file_queue_adapter": {"base_path": str(tmp_path)},
+            "shutdown_after_number_of_empty_iterations": 1,
+            "sleep_duration": 0,
+        }
+        handled = []
+        with Pulpo(config, plugin_manager=build_plugin_manager()) as app:
+            app.register_handler("t", lambda message: handled.append(message.payload))
+            before = app.publish(Message("t", payload="before", priority=1))
+            broken = app.publish(Message("t", payload="broken", priority=2))
+            after = app.publish(Message("t", payload="after", priority=3))
+            (tmp_path / "ready" / f"{broken.id}.json").write_bytes(b'{"id": "tru')
+            app.start()
+            assert handled == ["before", "after"]
+            assert before.id and after.id
+            kept = tmp_path / "buried" / f"{broken.id}.json"
+            assert kept.read_bytes() == b'{"id": "tru'  # kept as it was, never deleted
+            peeked = app.queue_adapter.peek(broken.id or "")
+            assert peeked is not None
+            assert "not a job" in peeked.header["buried_reason"]
+            assert peeked.body == {"raw": '{"id": "tru'}
+            assert app.queue_adapter.stats()["buried"] == 1
+
+    def test_a_buried_file_fixed_by_hand_can_be_kicked(self, queue: FileQueueAdapter) -> None:
+        sent = queue.enqueue(Message("t", payload="fixed"))
+        path = queue.path / "ready" / f"{sent.id}.json"
+        good = path.read_bytes()
+        path.write_bytes(b"garbage")
+        assert queue.dequeue() is None
+        assert queue.kick() == 0  # still unreadable: stays buried
+        (queue.path / "buried" / f"{sent.id}.json").write_bytes(good)
+        assert queue.kick() == 1
+        assert drain(queue) == ["fixed"]
+        assert files_in(queue.path / "buried") == []
+
+    def test_a_file_whose_name_is_not_a_job_id_is_set_aside(
+        self, queue: FileQueueAdapter
+    ) -> None:
+        (queue.path / "ready" / "notes.txt").write_text("hello")
+        queue.enqueue(Message("t", payload="real"))
+        assert drain(queue) == ["real"]
+        assert (queue.path / "buried" / "notes.txt").read_text() == "hello"
+        assert (queue.path / "buried" / "notes.txt.reason").is_file()
+
+
+class TestIdsThatAreNotOurs:
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            "../ready",
+            "..",
+            "/etc/passwd",
+            "a/b",
+            "00062f3a9b1c2d3e-80000000-9f3ac1b2/../../x",
+            "12",
+            "",
+            "00062F3A9B1C2D3E-80000000-9F3AC1B2",
+            "00062f3a9b1c2d3e-80000000-9f3ac1b2.json",
+        ],
+    )
+    def test_peek_delete_and_settling_refuse_them(
+        self, queue: FileQueueAdapter, bad: str
+    ) -> None:
+        with pytest.raises(ValueError, match="not a file queue job id"):
+            queue.peek(bad)
+        with pytest.raises(ValueError, match="not a file queue job id"):
+            queue.delete(bad)
+        for settle in (queue.commit, queue.touch, lambda m: queue.bury(m, "x")):
+            with pytest.raises(ValueError, match="not a file queue job id"):
+                settle(Message("t", id=bad))
+
+    def test_an_unknown_id_of_our_form_is_simply_not_found(
+        self, queue: FileQueueAdapter
+    ) -> None:
+        assert queue.peek("00062f3a9b1c2d3e-80000000-9f3ac1b2") is None
+        assert queue.delete("00062f3a9b1c2d3e-80000000-9f3ac1b2") is False
+
+
+class TestPermissions:
+    @pytest.mark.parametrize("mask", [0o022, 0o000, 0o277])
+    def test_folders_are_0700_and_files_0600_whatever_the_umask(
+        self, tmp_path: Path, mask: int
+    ) -> None:
+        previous = os.umask(mask)
+        try:
+            adapter = adapter_on(tmp_path / "private" / "queue", enable_archive=True)
+            sent = adapter.enqueue(Message("t", payload="personal data"))
+            other = adapter.enqueue(Message("t"))
+            message = adapter.dequeue()
+            assert message is not None
+            adapter.bury(message, "kept for the test")
+            message = adapter.dequeue()
+            assert message is not None
+            adapter.commit(message)
+            adapter.close()
+        finally:
+            os.umask(previous)
+        assert sent.id and other.id
+        modes = {}
+        for folder, _subfolders, names in os.walk(tmp_path / "private"):
+            modes[folder] = stat.S_IMODE(os.stat(folder).st_mode)
+            for name in names:
+                path = os.path.join(folder, name)
+                modes[path] = stat.S_IMODE(os.stat(path).st_mode)
+        folders = {p: m for p, m in modes.items() if os.path.isdir(p)}
+        files = {p: m for p, m in modes.items() if not os.path.isdir(p)}
+        assert len(files) >= 3  # a buried job, an archived one, a journal segment
+        assert set(folders.values()) == {0o700}, folders
+        assert set(files.values()) == {0o600}, files
+
+
+class TestFullDisk:
+    def test_a_publish_that_cannot_be_written_fails_clearly_and_leaves_no_file(
+        self, tmp_path: Path
+    ) -> None:
+        # A real failing write: the process may write no file larger than 1 KiB (RLIMIT_FSIZE),
+        # so writing the job fails as on a full disk (EFBIG instead of ENOSPC).
+        adapter_on(tmp_path).close()  # folders and journal exist before the limit
+        script = textwrap.dedent(
+            f"""
+            import resource, sys
+            from pulpo_core import AdapterError, Message
+            from pulpo_file.adapter import FileQueueAdapter
+
+            queue = FileQueueAdapter({{"base_path": {str(tmp_path)!r}}})
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+            try:
+                queue.enqueue(Message("t", payload="x" * 100_000))
+            except AdapterError as error:
+                print(error)
+                sys.exit(3)
+            """
+        )
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert result.returncode == 3, result.stderr
+        assert "could not store a job" in result.stdout
+        assert "too large" in result.stdout.lower()
+        for folder in ("ready", "tmp", "reserved", "buried", "spare"):
+            assert files_in(tmp_path / folder) == [], folder
+        assert adapter_on(tmp_path).stats()["total"] == 0
+
+
+class TestSpareFiles:
+    def test_a_committed_jobs_file_is_reused_by_the_next_job(
+        self, queue: FileQueueAdapter
+    ) -> None:
+        queue.enqueue(Message("t", payload="first"))
+        first_inode = next(os.scandir(queue.path / "ready")).inode()
+        assert drain(queue) == ["first"]
+        assert queue.stats()["spare"] == 1
+        second = queue.enqueue(Message("t", payload="second"))
+        assert (queue.path / "ready" / f"{second.id}.json").stat().st_ino == first_inode
+        assert queue.stats()["spare"] == 0
+        peeked = queue.peek(second.id or "")
+        assert peeked is not None and peeked.payload == "second"
+        assert drain(queue) == ["second"]
+
+    def test_with_max_spare_files_0_finished_files_are_deleted(self, tmp_path: Path) -> None:
+        adapter = adapter_on(tmp_path, max_spare_files=0)
+        adapter.enqueue(Message("t"))
+        assert len(drain(adapter)) == 1
+        assert files_in(tmp_path / "spare") == []
+
+    def test_spares_unused_for_spare_ttl_are_removed(self, tmp_path: Path) -> None:
+        adapter = adapter_on(tmp_path, spare_ttl=0.2, rescan_interval=0.1)
+        adapter.enqueue(Message("t"))
+        assert len(drain(adapter)) == 1
+        assert len(files_in(tmp_path / "spare")) == 1
+        time.sleep(0.3)
+        assert adapter.dequeue() is None  # the periodic rescan trims the spares
+        assert files_in(tmp_path / "spare") == []
+
+
+class TestJournal:
+    def test_workers_follow_the_journal_across_many_segments(self, tmp_path: Path) -> None:
+        publisher = adapter_on(tmp_path, journal_segment_size=4096)
+        worker = adapter_on(tmp_path, journal_segment_size=4096)
+        assert worker.dequeue() is None
+        handled = []
+        for batch in range(5):
+            for n in range(100):
+                publisher.enqueue(Message("t", payload=batch * 100 + n))
+            handled += drain(worker)
+        assert handled == list(range(500))
+        assert len(os.listdir(tmp_path / "journal")) <= 3  # old segments are removed
+
+    def test_a_worker_that_fell_far_behind_rebuilds_its_index(self, tmp_path: Path) -> None:
+        publisher = adapter_on(tmp_path, journal_segment_size=4096)
+        worker = adapter_on(tmp_path, journal_segment_size=4096)
+        assert worker.dequeue() is None
+        for n in range(500):  # about six segments while the worker does not look
+            publisher.enqueue(Message("t", payload=n))
+        time.sleep(0.06)
+        assert drain(worker) == list(range(500))
+
+
+class TestStats:
+    def test_counts_every_state(self, queue: FileQueueAdapter) -> None:
+        queue.enqueue(Message("t", payload="ready"))
+        queue.enqueue(Message("t", payload="delayed", delay=60))
+        queue.enqueue(Message("t", payload="reserved"))
+        queue.enqueue(Message("t", payload="buried"))
+        reserved = queue.dequeue()
+        to_bury = queue.dequeue()
+        assert reserved is not None and to_bury is not None
+        queue.bury(to_bury, "why")
+        counts = queue.stats()
+        assert {k: counts[k] for k in ("ready", "delayed", "reserved", "buried", "total")} == {
+            "ready": 1, "delayed": 1, "reserved": 1, "buried": 1, "total": 4,
+        }
+
+
+class TestPowerCutRecovery:
+    """After a power cut, a reused file may hold its new job under an older name."""
+
+    def test_a_job_left_in_a_spare_file_is_restored_after_a_reboot(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import pulpo_file.adapter as adapter_module
+
+        queue = adapter_on(tmp_path)
+        queue.enqueue(Message("t", payload="old"))
+        assert drain(queue) == ["old"]
+        (spare,) = os.listdir(tmp_path / "spare")
+        # What a power cut can leave: the new job's data reached the spare file, the rename
+        # that moved it to ready/ did not.
+        lost = Message("t", payload="new", id="00062f3a9b1c2d3e-80000000-9f3ac1b2")
+        (tmp_path / "spare" / spare).write_text(lost.to_json())
+        # A reboot cannot happen in a test: the machine "booted" after the files were written.
+        monkeypatch.setattr(adapter_module, "current_boot_id", lambda: "another-boot")
+        monkeypatch.setattr(adapter_module, "boot_instant", lambda: time.time() + 1)
+        recovering = adapter_on(tmp_path)
+        message = recovering.dequeue()
+        assert message is not None and message.id == lost.id and message.payload == "new"
+        assert (tmp_path / "boot_id").read_text().strip() == "another-boot"
+
+    def test_a_file_in_ready_holding_another_job_is_moved_under_its_own_id(
+        self, queue: FileQueueAdapter
+    ) -> None:
+        sent = queue.enqueue(Message("t", payload="finished long ago"))
+        lost = Message("t", payload="new", id="00062f3a9b1c2d3e-80000000-9f3ac1b2")
+        (queue.path / "ready" / f"{sent.id}.json").write_text(lost.to_json())
+        message = queue.dequeue() or queue.dequeue()
+        assert message is not None and message.id == lost.id
+        assert queue.peek(sent.id or "") is None
