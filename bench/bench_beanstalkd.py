@@ -7,7 +7,8 @@ in each round the plain loop and pulpo run one after the other on tubes of their
 - publish: the plain loop puts ``json.dumps({...})`` with greenstalk; pulpo calls
   ``Pulpo.publish(Message(...))`` once per job, and ``Pulpo.publish_many`` with all N.
 - drain: the plain loop reserves, reads the JSON and deletes; pulpo runs its real worker loop
-  (``Pulpo.start()``) with a no-op handler, stopped by the handler after the N-th job.
+  (``Pulpo.start()``) with a no-op handler, stopped by the handler after the N-th job; and, to
+  tell the adapter's share from the core's, the adapter alone (``dequeue`` then ``commit``).
 
 pulpo should reach at least GOAL times the plain loop's rates. Run alone with
 ``python bench/bench_beanstalkd.py``.
@@ -172,6 +173,24 @@ def pulpo_drain(port: int, name: str) -> float:
         app.close()
 
 
+def pulpo_adapter_drain(port: int, name: str) -> float:
+    """The adapter alone: ``dequeue`` and ``commit``, without ``handle_message``."""
+    app = make_app(port, name)
+    adapter = app.queue_adapter
+    try:
+        adapter.stats()
+
+        def work() -> None:
+            for _ in range(N):
+                message = adapter.dequeue()
+                assert message is not None
+                adapter.commit(message)
+
+        return rate(work)
+    finally:
+        app.close()
+
+
 def pulpo_job_size(port: int) -> int:
     """Bytes in the body of a pulpo job (the plain loop's jobs are padded to it)."""
     import greenstalk
@@ -241,7 +260,8 @@ def cpu_costs() -> list[tuple[str, float]]:
 
 def measure() -> dict[str, list[float]]:
     results: dict[str, list[float]] = {key: [] for key in (
-        "plain publish", "pulpo publish", "pulpo publish_many", "plain drain", "pulpo drain")}
+        "plain publish", "pulpo publish", "pulpo publish_many", "plain drain", "pulpo drain",
+        "pulpo adapter drain")}
     with Server() as server:
         port = server.port
         size = pulpo_job_size(port)
@@ -254,7 +274,7 @@ def measure() -> dict[str, list[float]]:
             results["pulpo publish_many"].append(pulpo_publish_many(port, many))
             results["plain drain"].append(plain_drain(port, plain))
             results["pulpo drain"].append(pulpo_drain(port, pulpo))
-            pulpo_drain(port, many)  # empties the third tube
+            results["pulpo adapter drain"].append(pulpo_adapter_drain(port, many))
     return results
 
 
@@ -276,6 +296,7 @@ def run(report: list[str]) -> None:
         ("publish, one call per job", "plain publish", "pulpo publish"),
         ("publish, `publish_many` (pipelined)", "plain publish", "pulpo publish_many"),
         ("worker drain (reserve, no-op, delete)", "plain drain", "pulpo drain"),
+        ("adapter only: `dequeue` + `commit`", "plain drain", "pulpo adapter drain"),
     ]
     for label, plain, pulpo in rows:
         ratio = median[pulpo] / median[plain]

@@ -151,6 +151,8 @@ class Pulpo:
         action = self._decide(message, result)
         self._apply(message, action)
         self.hook.pulpo_after_process(message=message, result=result, action=action, app=self)
+        if not log.isEnabledFor(logging.INFO):  # skip building the arguments (a hot path)
+            return result
         log.info(
             "job %s type=%s outcome=%s action=%s attempts=%s duration=%.1fms%s",
             message.id,

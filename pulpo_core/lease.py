@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import threading
@@ -14,17 +13,28 @@ from pulpo_core.adapter import LeaseKeeping, QueueAdapter
 from pulpo_core.message import Message
 
 log = logging.getLogger("pulpo.lease")
+_NO_LEASE = contextlib.nullcontext()
 
 
 class _Lease:
-    __slots__ = ("adapter", "due", "interval", "message", "touching")
+    """One running job's lease: a context manager that registers it with its keeper."""
 
-    def __init__(self, adapter: LeaseKeeping, message: Message, interval: float) -> None:
+    __slots__ = ("adapter", "due", "interval", "keeper", "message", "touching")
+
+    def __init__(self, keeper: LeaseKeeper, adapter: LeaseKeeping, message: Message,
+                 interval: float) -> None:
+        self.keeper = keeper
         self.adapter = adapter
         self.message = message
         self.interval = interval
         self.due = time.monotonic() + interval
         self.touching = False
+
+    def __enter__(self) -> None:
+        self.keeper._add(self)
+
+    def __exit__(self, *exc: object) -> None:
+        self.keeper._remove(self)
 
 
 class LeaseKeeper:
@@ -37,25 +47,24 @@ class LeaseKeeper:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._leases: dict[int, _Lease] = {}
-        self._tokens = itertools.count()
         self._thread: threading.Thread | None = None
         self._wake_at = math.inf
         self._idle_wait = 1.0
         self._keeps: dict[type, bool] = {}
 
-    @contextlib.contextmanager
-    def keep(self, adapter: QueueAdapter, message: Message, ttr: float) -> Iterator[None]:
-        """Keep the job's lease until the block ends (adapters with ``touch``; else nothing)."""
+    def keep(self, adapter: QueueAdapter, message: Message,
+             ttr: float) -> contextlib.AbstractContextManager[None]:
+        """Keep the job's lease while the ``with`` block runs (adapters with ``touch``)."""
         keeps = self._keeps.get(type(adapter))
         if keeps is None:  # isinstance on a Protocol is slow: once per adapter class
             keeps = self._keeps[type(adapter)] = isinstance(adapter, LeaseKeeping)
         if not keeps or ttr <= 0:
-            yield
-            return
-        lease = _Lease(adapter, message, max(ttr / 3.0, 0.05))  # type: ignore[arg-type]
-        token = next(self._tokens)
+            return _NO_LEASE
+        return _Lease(self, adapter, message, max(ttr / 3.0, 0.05))  # type: ignore[arg-type]
+
+    def _add(self, lease: _Lease) -> None:
         with self._cond:
-            self._leases[token] = lease
+            self._leases[id(lease)] = lease
             self._idle_wait = lease.interval
             if self._thread is None:
                 self._thread = threading.Thread(target=self._beat, name="pulpo-lease",
@@ -63,13 +72,12 @@ class LeaseKeeper:
                 self._thread.start()
             elif lease.due < self._wake_at:
                 self._cond.notify_all()
-        try:
-            yield
-        finally:
-            with self._cond:
-                del self._leases[token]
-                while lease.touching:  # the job is settled only after its last touch
-                    self._cond.wait()
+
+    def _remove(self, lease: _Lease) -> None:
+        with self._cond:
+            del self._leases[id(lease)]
+            while lease.touching:  # the job is settled only after its last touch
+                self._cond.wait()
 
     def _beat(self) -> None:
         with self._cond:

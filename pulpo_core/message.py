@@ -201,7 +201,8 @@ class Message:
         except (TypeError, ValueError) as error:
             raise ValueError(f"body is not JSON serialisable: {error}") from None
         try:
-            json.dumps(self.extra_header, allow_nan=False)
+            if self.extra_header:  # most messages have none: skip the encoder then
+                json.dumps(self.extra_header, allow_nan=False)
         except (TypeError, ValueError) as error:
             raise ValueError(f"header is not JSON serialisable: {error}") from None
         if self.delay and self.expiration and self.delay > self.expiration:

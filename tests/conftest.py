@@ -50,16 +50,18 @@ class BeanstalkdServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, binary: str, binlog: Path) -> None:
+    def __init__(self, binary: str, binlog: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.binary = binary
         self.binlog = binlog
+        self.extra_args = extra_args  # e.g. ("-z", "1024") for a small max job size
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.binlog.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [self.binary, "-l", self.host, "-p", str(self.port), "-b", str(self.binlog)],
+            [self.binary, "-l", self.host, "-p", str(self.port), "-b", str(self.binlog),
+             *self.extra_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

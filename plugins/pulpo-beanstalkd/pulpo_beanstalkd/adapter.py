@@ -9,7 +9,6 @@ reserved a job settle or touch it). A process that only publishes never opens th
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -146,20 +145,42 @@ class BeanstalkdQueueAdapter:
         return message.with_id(str(job_id))
 
     def enqueue_many(self, messages: Sequence[Message]) -> list[Message]:
-        """Queue many messages with pipelined puts: :data:`PUTS_PER_WRITE` to a write, their
-        answers read after it, so a batch costs a few round trips instead of one per job.
+        """Queue many messages with pipelined puts, :data:`PUTS_PER_WRITE` to a write.
+
+        A batch costs a few round trips instead of one per job, and the server stores one
+        write's jobs while the next write is being encoded.
 
         :raises PartialEnqueue: when the server refused some of the jobs (the others are
-            queued; the error lists them). A connection that breaks during a write is replaced
-            and the write sent again: jobs are queued at least once.
+            queued; the error lists which). A connection that breaks meanwhile is replaced and
+            the puts not yet answered are sent again: every job is queued at least once.
         """
-        jobs = [(encode(message, self._encoding), priority_of(message),
-                 delay_of(message.delay), message.ttr or DEFAULT_TTR) for message in messages]
+        messages = list(messages)
+        sizes = [0] * len(messages)
+        encoding = self._encoding
+
+        def command_of(number: int) -> bytes:
+            message = messages[number]
+            data = encode(message, encoding)
+            sizes[number] = len(data)
+            return b"put %d %d %d %d\r\n%b\r\n" % (
+                priority_of(message), delay_of(message.delay), message.ttr or DEFAULT_TTR,
+                len(data), data)
+
         outcomes: list[int | greenstalk.BeanstalkdError] = []
-        for start in range(0, len(jobs), PUTS_PER_WRITE):
-            put_chunk = functools.partial(PipelinedClient.put_many,
-                                          jobs=jobs[start:start + PUTS_PER_WRITE])
-            outcomes += self._producer.call(put_chunk, wait=self._wait)
+
+        def put_all(client: PipelinedClient) -> None:
+            client.put_stream(len(messages), command_of, outcomes, PUTS_PER_WRITE)
+
+        try:
+            self._producer.call(put_all, wait=self._wait)
+        except (AdapterError, ValueError) as error:
+            if not outcomes:
+                raise
+            answered = [message.with_id(str(outcome)) if isinstance(outcome, int) else None
+                        for message, outcome in zip(messages, outcomes, strict=False)]
+            raise PartialEnqueue(
+                f"{len(outcomes)} of {len(messages)} jobs were answered before: {error}",
+                answered + [None] * (len(messages) - len(outcomes))) from error
         queued: list[Message | None] = []
         refused: list[str] = []
         for number, (message, outcome) in enumerate(zip(messages, outcomes, strict=True)):
@@ -167,7 +188,7 @@ class BeanstalkdQueueAdapter:
                 queued.append(message.with_id(str(outcome)))
             else:
                 queued.append(None)
-                refused.append(f"message {number}: {self._refused(outcome, len(jobs[number][0]))}")
+                refused.append(f"message {number}: {self._refused(outcome, sizes[number])}")
         if refused:
             raise PartialEnqueue(
                 f"{len(refused)} of {len(messages)} jobs were not queued ({refused[0]}"
@@ -205,23 +226,22 @@ class BeanstalkdQueueAdapter:
         timeout = self.settings.reserve_timeout
         worker = self._worker
 
-        def reserve(client: PipelinedClient) -> tuple[int, bytes]:
-            return client.reserve_raw(timeout)
+        def reserve(client: PipelinedClient) -> tuple[int, bytes, int]:
+            job_id, body = client.reserve_raw(timeout)
+            return job_id, body, worker.generation  # under the connection's lock
 
         while True:
-            with worker.lock:
-                try:
-                    job_id, body = worker.call(reserve, wait=timeout)
-                except greenstalk.TimedOutError:
-                    return None
-                except greenstalk.DeadlineSoonError:
-                    log.warning("reserve answered DEADLINE_SOON: this worker holds a job whose "
-                                "ttr is about to run out and that was never settled")
-                    return None
-                except greenstalk.BeanstalkdError as error:
-                    raise AdapterError(f"beanstalkd at {self.settings.address} refused to "
-                                       f"reserve: {describe(error)}") from None
-                generation = worker.generation
+            try:
+                job_id, body, generation = worker.call(reserve, wait=timeout)
+            except greenstalk.TimedOutError:
+                return None
+            except greenstalk.DeadlineSoonError:
+                log.warning("reserve answered DEADLINE_SOON: this worker holds a job whose "
+                            "ttr is about to run out and that was never settled")
+                return None
+            except greenstalk.BeanstalkdError as error:
+                raise AdapterError(f"beanstalkd at {self.settings.address} refused to "
+                                   f"reserve: {describe(error)}") from None
             attempts = LazyAttempts(self, job_id)
             try:
                 message = decode(body, job_id, self._encoding, attempts)

@@ -25,9 +25,6 @@ log = logging.getLogger("pulpo.beanstalkd")
 
 T = TypeVar("T")
 
-#: Linux's "more data follows" send flag (0 elsewhere: each send goes out at once).
-MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
-
 
 class StatsSnapshot:
     """The answer to a ``stats-job`` sent just before a delete, parsed only if someone asks."""
@@ -67,23 +64,42 @@ class PipelinedClient(greenstalk.Client[bytes]):
             self.read_pending()
         return greenstalk._parse_response(self._reader.readline(), expected)
 
-    def put_many(
-        self, jobs: Sequence[tuple[bytes, int, int, int]]
-    ) -> list[int | greenstalk.BeanstalkdError]:
-        """Put ``(body, priority, delay, ttr)`` jobs in one write; each one's id or error."""
-        self._sock.sendall(b"".join(
-            b"put %d %d %d %d\r\n%b\r\n" % (priority, delay, ttr, len(body), body)
-            for body, priority, delay, ttr in jobs))
-        if self.pending:
-            self.read_pending()
-        outcomes: list[int | greenstalk.BeanstalkdError] = []
-        for _ in jobs:
+    def put_stream(
+        self,
+        count: int,
+        command_of: Callable[[int], bytes],
+        outcomes: list[int | greenstalk.BeanstalkdError],
+        per_write: int,
+    ) -> None:
+        """Put jobs ``len(outcomes)`` to ``count - 1``, appending each one's id or error.
+
+        ``command_of(i)`` gives job ``i``'s ``put`` command. Each write carries ``per_write``
+        puts and goes out before the answers to the previous write are read, so the server
+        stores one batch while the next is being prepared. Called again after a broken
+        connection, it goes on from the first job whose answer was not read.
+        """
+        unanswered = 0
+        for first in range(len(outcomes), count, per_write):
+            last = min(first + per_write, count)
+            try:
+                data = b"".join(command_of(number) for number in range(first, last))
+            except BaseException:
+                self._read_puts(unanswered, outcomes)  # keep the connection in step
+                raise
+            self._sock.sendall(data)
+            if self.pending:
+                self.read_pending()
+            self._read_puts(unanswered, outcomes)
+            unanswered = last - first
+        self._read_puts(unanswered, outcomes)
+
+    def _read_puts(self, count: int, outcomes: list[int | greenstalk.BeanstalkdError]) -> None:
+        for _ in range(count):
             try:
                 (job_id,) = greenstalk._parse_response(self._reader.readline(), b"INSERTED")
                 outcomes.append(int(job_id))
             except greenstalk.BeanstalkdError as error:
                 outcomes.append(error)
-        return outcomes
 
     def reserve_raw(self, timeout: int) -> tuple[int, bytes]:
         """``reserve-with-timeout``: the job's id and body (greenstalk's ``reserve``, leaner)."""
@@ -104,9 +120,7 @@ class PipelinedClient(greenstalk.Client[bytes]):
             data = b"delete %d\r\n" % job_id
         else:
             data = b"stats-job %d\r\ndelete %d\r\n" % (job_id, job_id)
-        # MSG_MORE: the kernel holds the bytes until the next command (a worker's next reserve)
-        # goes out with them, or for at most 200 ms; the server wakes once for both.
-        self._sock.sendall(data, MSG_MORE)
+        self._sock.sendall(data)
         self.pending.append((job_id, snapshot))
 
     def read_pending(self) -> None:
@@ -277,8 +291,12 @@ class Connection:
                             self.role, self.settings.address, describe(error))
             self._next_attempt = 0.0
 
-    def flush(self) -> None:
-        """Read the answers owed for pipelined deletes, so other connections see them done."""
+    def flush(self, reconnect: bool = True) -> None:
+        """Read the answers owed for pipelined deletes, so other connections see them done.
+
+        If the connection turns out to be broken, a new one sends those deletes again (unless
+        ``reconnect`` is false).
+        """
         with self.lock:
             client = self._client
             if client is not None and client.pending:
@@ -286,12 +304,22 @@ class Connection:
                     client.read_pending()
                 except OSError as error:
                     self.drop(error)
+            if self._client is None and self._unconfirmed and reconnect:
+                try:
+                    self.connect(time.monotonic() + self.settings.reconnect_timeout)
+                except AdapterError as error:
+                    log.warning("%d finished job(s) may not be deleted: %s",
+                                len(self._unconfirmed), error)
 
     def close(self) -> None:
         """Read what is owed and close; a later call opens a new connection."""
         with self.lock:
-            self.flush()
+            self.flush(reconnect=False)
             self.drop()
+            if self._unconfirmed:
+                log.warning("closing with %d finished job(s) whose delete beanstalkd did not "
+                            "confirm; they may run again", len(self._unconfirmed))
+                self._unconfirmed.clear()
 
     def _lost(self, error: BaseException) -> str:
         return (f"lost the connection to beanstalkd at {self.settings.address} "

@@ -1,0 +1,205 @@
+"""The beanstalkd adapter when the server misbehaves: restarts, drain mode, a small max job size,
+a server that accepts connections and never answers.
+
+Each test runs a beanstalkd of its own, so restarting or draining it disturbs no other test.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BeanstalkdServer, find_beanstalkd, free_port
+
+from pulpo_core import AdapterError, Message, Pulpo, Result
+
+MAX_JOB_SIZE = 1024
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[BeanstalkdServer]:
+    server = BeanstalkdServer(find_beanstalkd(), tmp_path / "binlog")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def small_jobs_server(tmp_path: Path) -> Iterator[BeanstalkdServer]:
+    server = BeanstalkdServer(find_beanstalkd(), tmp_path / "binlog",
+                              ("-z", str(MAX_JOB_SIZE)))
+    server.start()
+    yield server
+    server.stop()
+
+
+def settings_for(port: int, **section: Any) -> dict[str, Any]:
+    return {
+        "queue_adapter_type": "beanstalkd",
+        "retry_delay": 0,
+        "beanstalkd_queue_adapter": {"port": port, "default_tube": "jobs",
+                                     "socket_timeout": 3, **section},
+    }
+
+
+def crash_and_restart(server: BeanstalkdServer) -> None:
+    """Kill the server outright and start it again on the same port and binlog."""
+    server.stop(signal.SIGKILL)
+    server.start()
+
+
+class TestRestart:
+    def test_the_binlog_keeps_every_job_and_the_same_app_carries_on(
+        self, own_server: BeanstalkdServer
+    ) -> None:
+        handled: list[Any] = []
+        app = Pulpo(settings_for(own_server.port))
+        app.register_handler("t", lambda m: handled.append(m.body["n"]))
+        app.register_handler("bad", lambda m: Result.fatal("never works"))
+        try:
+            app.publish(Message("bad", priority=0))
+            first = app.queue_adapter.dequeue()
+            assert first is not None
+            app.handle_message(first)  # buried
+            before = [app.publish(Message("t", {"n": n}, priority=1)) for n in range(3)]
+            app.publish(Message("t", {"n": "delayed"}, delay=2))
+            held = app.queue_adapter.dequeue()  # reserved when the server dies
+            assert held is not None and held.id == before[0].id
+
+            crash_and_restart(own_server)
+
+            after = app.publish(Message("t", {"n": "after"}, priority=1))  # same app, publishes
+            counts = app.queue_adapter.stats()
+            assert {key: counts[key] for key in ("ready", "delayed", "reserved", "buried")} == {
+                "ready": 4, "delayed": 1, "reserved": 0, "buried": 1}
+            app.queue_adapter.commit(held)  # its reservation died with the server: no crash
+            assert app.queue_adapter.peek(str(held.id)) is None  # done, so deleted anyway
+            deadline = time.monotonic() + 6
+            while len(handled) < 4 and time.monotonic() < deadline:
+                message = app.queue_adapter.dequeue()  # and the same app consumes
+                if message is not None:
+                    app.handle_message(message)
+            assert sorted(map(str, handled)) == ["1", "2", "after", "delayed"]
+            assert after.id not in {m.id for m in before}
+            counts = app.queue_adapter.stats()
+            assert (counts["total"], counts["buried"]) == (1, 1)
+        finally:
+            app.close()
+
+    def test_a_running_worker_reconnects_and_goes_on(self, own_server: BeanstalkdServer) -> None:
+        handled: list[int] = []
+        settings = settings_for(own_server.port, reconnect_delay=0.05, max_reconnect_delay=0.2)
+        worker = Pulpo({**settings, "sleep_duration": 0.05})
+        worker.register_handler("t", lambda m: handled.append(m.body["n"]))
+        publisher = Pulpo(settings)
+        runner = threading.Thread(target=worker.start)
+        runner.start()
+        try:
+            publisher.publish_many(Message("t", {"n": n}) for n in range(5))
+            _wait_for(lambda: len(handled) == 5)
+            own_server.stop()
+            time.sleep(0.5)  # the worker finds the server gone and retries
+            own_server.start()
+            publisher.publish_many(Message("t", {"n": n}) for n in range(5, 10))
+            _wait_for(lambda: len(handled) == 10)
+            assert sorted(handled) == list(range(10))
+        finally:
+            worker.stop()
+            runner.join(10)
+            worker.close()
+            publisher.close()
+        assert not runner.is_alive()
+
+
+def _wait_for(condition: Any, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+class TestServerAnswers:
+    def test_an_oversized_job_names_its_size_and_the_servers_limit(
+        self, small_jobs_server: BeanstalkdServer
+    ) -> None:
+        app = Pulpo(settings_for(small_jobs_server.port))
+        try:
+            with pytest.raises(AdapterError) as caught:
+                app.publish(Message("t", payload="x" * 2000))
+            text = str(caught.value)
+            assert f"max-job-size of {MAX_JOB_SIZE} bytes" in text
+            size = int(text.split("the job is ")[1].split()[0])
+            assert 2000 < size < 2200
+            assert app.publish(Message("t", payload="small")).id is not None  # still usable
+            assert app.queue_adapter.stats()["total"] == 1
+        finally:
+            app.close()
+
+    def test_a_batch_reports_which_jobs_were_refused(
+        self, small_jobs_server: BeanstalkdServer
+    ) -> None:
+        from pulpo_beanstalkd.adapter import PartialEnqueue
+
+        app = Pulpo(settings_for(small_jobs_server.port))
+        try:
+            with pytest.raises(PartialEnqueue, match="1 of 3 jobs were not queued") as caught:
+                app.publish_many([Message("t", payload="a"), Message("t", payload="x" * 2000),
+                                  Message("t", payload="c")])
+            queued = caught.value.queued
+            assert queued[1] is None
+            assert [m.payload for m in queued if m is not None] == ["a", "c"]
+            assert app.queue_adapter.stats()["ready"] == 2
+        finally:
+            app.close()
+
+    def test_a_draining_server_refuses_with_a_clear_error(
+        self, own_server: BeanstalkdServer
+    ) -> None:
+        app = Pulpo(settings_for(own_server.port))
+        try:
+            app.publish(Message("t"))
+            assert own_server.process is not None
+            own_server.process.send_signal(signal.SIGUSR1)  # beanstalkd's drain mode
+            deadline = time.monotonic() + 5
+            while not app.queue_adapter.stats()["server_draining"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            with pytest.raises(AdapterError, match="is draining"):
+                app.publish(Message("t"))
+            assert app.queue_adapter.stats()["total"] == 1
+        finally:
+            app.close()
+
+
+class TestDeadServers:
+    def test_a_server_that_never_answers_fails_within_the_socket_timeout(self) -> None:
+        with socket.socket() as silent:  # accepts connections (backlog), never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            port = silent.getsockname()[1]
+            app = Pulpo(settings_for(port, socket_timeout=1.5, reconnect_timeout=0.5))
+            try:
+                started = time.monotonic()
+                with pytest.raises(AdapterError, match=f"127.0.0.1:{port}"):
+                    app.queue_adapter.dequeue()
+                with pytest.raises(AdapterError, match=f"127.0.0.1:{port}"):
+                    app.publish(Message("t"))
+                assert time.monotonic() - started < 12
+            finally:
+                app.close()
+
+    def test_no_server_at_all(self) -> None:
+        port = free_port()
+        app = Pulpo(settings_for(port, reconnect_timeout=0.3))
+        try:
+            with pytest.raises(AdapterError, match=f"127.0.0.1:{port} is unreachable"):
+                app.publish(Message("t"))
+        finally:
+            app.close()
+
