@@ -11,6 +11,7 @@ from typing import Any
 from pulpo_core.adapter import QueueAdapter
 from pulpo_core.adapters import AdapterEntry, collect_adapters, create_adapter, select_adapter
 from pulpo_core.config import Config, check_section, load_config
+from pulpo_core.defaults.policy import pulpo_result_policy as default_policy
 from pulpo_core.errors import ConfigError
 from pulpo_core.handlers import HandlerRegistry
 from pulpo_core.lease import LeaseKeeper
@@ -130,10 +131,18 @@ class Pulpo:
             raise ValueError(f"publish takes a Message, not {type(message).__name__}")
         if message.ttr is None:
             message = message._replace(ttr=self.config.ttr)  # the config's ttr is checked
-        for changed in self.hook.pulpo_before_publish(message=message, app=self):
-            if changed is not None:
-                message = changed
+        message = self._publish_middleware(message)
         message.validate_for_publish()
+        return message
+
+    def _publish_middleware(self, message: Message) -> Message:
+        # A chain, not a fan-out: each pulpo_before_publish sees the message as the plugins
+        # before it left it, in pluggy's call order (tryfirst first, then last registered first).
+        for impl in reversed(self.hook.pulpo_before_publish.get_hookimpls()):
+            arguments: dict[str, Any] = {"message": message, "app": self}
+            changed = impl.function(**{name: arguments[name] for name in impl.argnames})
+            if isinstance(changed, Message):
+                message = changed
         return message
 
     def register_handler(self, request_type: str, handler: object) -> None:
@@ -150,7 +159,10 @@ class Pulpo:
             result = self._publish_follow_ups(result)
         action = self._decide(message, result)
         self._apply(message, action)
-        self.hook.pulpo_after_process(message=message, result=result, action=action, app=self)
+        try:
+            self.hook.pulpo_after_process(message=message, result=result, action=action, app=self)
+        except Exception:  # an observer's failure must not stop the worker; the job is settled
+            log.exception("a pulpo_after_process hook failed on job %s", message.id)
         if not log.isEnabledFor(logging.INFO):  # skip building the arguments (a hot path)
             return result
         log.info(
@@ -192,7 +204,12 @@ class Pulpo:
         return result
 
     def _decide(self, message: Message, result: Result) -> Action:
-        action = self.hook.pulpo_result_policy(message=message, result=result, app=self)
+        try:
+            action = self.hook.pulpo_result_policy(message=message, result=result, app=self)
+        except Exception:
+            # A broken policy plugin must not leave the job reserved: the core's policy decides.
+            log.exception("a pulpo_result_policy hook failed on job %s", message.id)
+            action = default_policy(message=message, result=result, app=self)
         assert action is not None, "the default result policy always decides"
         return action  # type: ignore[no-any-return]
 

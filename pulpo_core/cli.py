@@ -167,6 +167,10 @@ def make_app(args: argparse.Namespace) -> Pulpo:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    # Handlers named in the config table ("tasks:send_email") are the project's own modules:
+    # import them from the folder the worker runs in, as `python -m pulpo_core` would.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     app = make_app(args)
     try:
         app.start()

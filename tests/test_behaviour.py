@@ -114,6 +114,25 @@ class TestPublish:
         assert counts(app) == {"ready": 0, "delayed": 0, "reserved": 0, "buried": 0}
 
 
+class TestPublishMany:
+    def test_returns_the_messages_with_ids_in_order(self, make_app: MakeApp) -> None:
+        app = make_app()
+        published = app.publish_many(Message("t", {"n": n}) for n in range(5))
+        assert [m.body["n"] for m in published] == list(range(5))
+        assert len({m.id for m in published}) == 5
+        for message in published:
+            assert message.id is not None
+            stored = app.queue_adapter.peek(message.id)
+            assert stored is not None and stored.body == message.body
+        assert counts(app)["ready"] == 5
+
+    def test_a_refused_message_queues_none_of_the_batch(self, make_app: MakeApp) -> None:
+        app = make_app()
+        with pytest.raises(ValueError, match="message 1: request_type"):
+            app.publish_many([Message("t"), Message(""), Message("t")])
+        assert counts(app) == {"ready": 0, "delayed": 0, "reserved": 0, "buried": 0}
+
+
 class TestOrder:
     def test_by_priority_then_age(self, make_app: MakeApp) -> None:
         app = make_app()
