@@ -52,6 +52,9 @@ class Pulpo:
         self._adapter_lock = threading.Lock()
         self._stopping = threading.Event()
         self._leases = LeaseKeeper()
+        #: Calls hooks without pluggy's dispatch where it adds nothing (see
+        #: PulpoPluginManager.direct_calls); None for another manager: pluggy calls them all.
+        self._direct_calls = getattr(self.plugin_manager, "direct_calls", None)
 
     # -- configuration -------------------------------------------------------------------
 
@@ -138,12 +141,36 @@ class Pulpo:
     def _publish_middleware(self, message: Message) -> Message:
         # A chain, not a fan-out: each pulpo_before_publish sees the message as the plugins
         # before it left it, in pluggy's call order (tryfirst first, then last registered first).
-        for impl in reversed(self.hook.pulpo_before_publish.get_hookimpls()):
+        calls = self._direct_calls and self._direct_calls("pulpo_before_publish")
+        if calls is None:
+            calls = tuple((impl.function, tuple(impl.argnames))
+                          for impl in reversed(self.hook.pulpo_before_publish.get_hookimpls()))
+        for function, argnames in calls:
             arguments: dict[str, Any] = {"message": message, "app": self}
-            changed = impl.function(**{name: arguments[name] for name in impl.argnames})
+            changed = function(*[arguments[name] for name in argnames])
             if isinstance(changed, Message):
                 message = changed
         return message
+
+    def _call_first(self, name: str, arguments: dict[str, Any]) -> Any:
+        """A ``firstresult`` hook's answer: as pluggy gives it, without its dispatch."""
+        calls = self._direct_calls and self._direct_calls(name)
+        if calls is None:
+            return getattr(self.hook, name)(**arguments)
+        for function, argnames in calls:
+            answer = function(*[arguments[argname] for argname in argnames])
+            if answer is not None:
+                return answer
+        return None
+
+    def _call_each(self, name: str, arguments: dict[str, Any]) -> None:
+        """Call every implementation of a hook whose answers are not used."""
+        calls = self._direct_calls and self._direct_calls(name)
+        if calls is None:
+            getattr(self.hook, name)(**arguments)
+            return
+        for function, argnames in calls:
+            function(*[arguments[argname] for argname in argnames])
 
     def register_handler(self, request_type: str, handler: object) -> None:
         """Route ``request_type`` to ``handler`` (wins over config and entry points)."""
@@ -160,7 +187,8 @@ class Pulpo:
         action = self._decide(message, result)
         self._apply(message, action)
         try:
-            self.hook.pulpo_after_process(message=message, result=result, action=action, app=self)
+            self._call_each("pulpo_after_process",
+                            {"message": message, "result": result, "action": action, "app": self})
         except Exception:  # an observer's failure must not stop the worker; the job is settled
             log.exception("a pulpo_after_process hook failed on job %s", message.id)
         if not log.isEnabledFor(logging.INFO):  # skip building the arguments (a hot path)
@@ -181,7 +209,7 @@ class Pulpo:
 
     def _run(self, message: Message) -> Result:
         try:
-            early = self.hook.pulpo_before_process(message=message, app=self)
+            early = self._call_first("pulpo_before_process", {"message": message, "app": self})
         except Exception as error:
             log.exception("a pulpo_before_process hook failed on job %s", message.id)
             return Result.transient(error)
@@ -205,7 +233,8 @@ class Pulpo:
 
     def _decide(self, message: Message, result: Result) -> Action:
         try:
-            action = self.hook.pulpo_result_policy(message=message, result=result, app=self)
+            action = self._call_first("pulpo_result_policy",
+                                      {"message": message, "result": result, "app": self})
         except Exception:
             # A broken policy plugin must not leave the job reserved: the core's policy decides.
             log.exception("a pulpo_result_policy hook failed on job %s", message.id)

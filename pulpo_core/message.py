@@ -90,34 +90,49 @@ class Message:
         attempts: AttemptsSource | None = None,
         extra_header: Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(header, Mapping | None):
-            raise ValueError(f"header must be a mapping, not {type(header).__name__}")
-        given = dict(header or {})
-
-        def pick(name: str, value: Any) -> Any:
-            return value if value is not None else given.get(name)
-
+        # Written for speed (every publish builds one, every dequeue reads one): the checks
+        # below are those of the fields, skipped only for values that need none.
+        if header is not None:
+            if not isinstance(header, Mapping):
+                raise ValueError(f"header must be a mapping, not {type(header).__name__}")
+            given = dict(header)
+            if request_type is None:
+                request_type = given.get("request_type")
+            if priority is None:
+                priority = given.get("priority")
+            if delay is None:
+                delay = given.get("delay")
+            if expiration is None:
+                expiration = given.get("expiration")
+            if ttr is None:
+                ttr = given.get("ttr")
+            if attempts is None:
+                attempts = given.get("attempts")
+            extras = {k: v for k, v in given.items() if k not in HEADER_KEYS}
+            if extra_header:
+                extras.update(extra_header)
+        else:
+            extras = dict(extra_header) if extra_header else {}
         if body is None:
             body = {}
-        if not isinstance(body, Mapping):
+        elif type(body) is dict or isinstance(body, Mapping):
+            body = dict(body)
+        else:
             raise ValueError(f"body must be a mapping (a JSON object), not {type(body).__name__}")
-        body = dict(body)
         if payload is not None:
             body["payload"] = payload
-        request_type = pick("request_type", request_type)
-        if request_type is not None and not isinstance(request_type, str):
-            raise ValueError(f"request_type must be a string, not {request_type!r}")
-        extras = {k: v for k, v in given.items() if k not in HEADER_KEYS}
-        extras.update(extra_header or {})
+        if request_type is not None and type(request_type) is not str:
+            if not isinstance(request_type, str):
+                raise ValueError(f"request_type must be a string, not {request_type!r}")
         self.__attrs_init__(
             id=None if id is None else str(id),
             request_type=request_type,
             body=body,
-            priority=clamp_priority(pick("priority", priority)),
-            delay=to_utc(pick("delay", delay), "delay"),
-            expiration=to_utc(pick("expiration", expiration), "expiration"),
-            ttr=check_ttr(pick("ttr", ttr)),
-            attempts=_check_attempts(pick("attempts", attempts) or 0),
+            priority=None if priority is None else clamp_priority(priority),
+            delay=None if delay is None else to_utc(delay, "delay"),
+            expiration=None if expiration is None else to_utc(expiration, "expiration"),
+            ttr=None if ttr is None else check_ttr(ttr),
+            attempts=_check_attempts(attempts) if attempts else 0,
             extra_header=extras,
         )
 
@@ -146,10 +161,11 @@ class Message:
 
     def _replace(self, **changes: Any) -> Message:
         # A copy with trusted `changes` (valid field values), skipping `__init__`'s checks.
-        copy = object.__new__(Message)
+        copy = _new(Message)
         for name in _FIELDS:
-            object.__setattr__(copy, name, changes[name] if name in changes
-                               else getattr(self, name))
+            _set(copy, name, getattr(self, name))
+        for name, value in changes.items():
+            _set(copy, name, value)
         return copy
 
     @property
@@ -197,12 +213,12 @@ class Message:
         if not self.request_type:
             raise ValueError("request_type must be a non-empty string")
         try:
-            json.dumps(self.body, allow_nan=False)
+            _check_json(self.body)
         except (TypeError, ValueError) as error:
             raise ValueError(f"body is not JSON serialisable: {error}") from None
         try:
             if self.extra_header:  # most messages have none: skip the encoder then
-                json.dumps(self.extra_header, allow_nan=False)
+                _check_json(self.extra_header)
         except (TypeError, ValueError) as error:
             raise ValueError(f"header is not JSON serialisable: {error}") from None
         if self.delay and self.expiration and self.delay > self.expiration:
@@ -213,6 +229,10 @@ class Message:
 
 
 _FIELDS = tuple(field.name for field in attrs.fields(Message))
+_new = object.__new__
+#: json.dumps with an option builds an encoder per call; this one is built once.
+_check_json = json.JSONEncoder(allow_nan=False).encode
+_set = object.__setattr__
 
 
 def _unstructure_message(message: Message) -> dict[str, Any]:

@@ -482,36 +482,134 @@ class TestStats:
         }
 
 
-class TestPowerCutRecovery:
-    """After a power cut, a reused file may hold its new job under an older name."""
+def reboot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reboot cannot happen in a test: the next adapter is told the boot changed."""
+    import pulpo_file.adapter as adapter_module
 
-    def test_a_job_left_in_a_spare_file_is_restored_after_a_reboot(
+    monkeypatch.setattr(adapter_module, "current_boot_id", lambda: "the-boot-after-the-cut")
+
+
+class TestPowerCutRecovery:
+    """With fsync, a job is safe once its record is flushed to the journal; files may be lost."""
+
+    def test_a_job_whose_file_was_lost_is_written_again_from_the_journal(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import pulpo_file.adapter as adapter_module
-
         queue = adapter_on(tmp_path)
-        queue.enqueue(Message("t", payload="old"))
-        assert drain(queue) == ["old"]
-        (spare,) = os.listdir(tmp_path / "spare")
-        # What a power cut can leave: the new job's data reached the spare file, the rename
-        # that moved it to ready/ did not.
-        lost = Message("t", payload="new", id="00062f3a9b1c2d3e-80000000-9f3ac1b2")
-        (tmp_path / "spare" / spare).write_text(lost.to_json())
-        # A reboot cannot happen in a test: the machine "booted" after the files were written.
-        monkeypatch.setattr(adapter_module, "current_boot_id", lambda: "another-boot")
-        monkeypatch.setattr(adapter_module, "boot_instant", lambda: time.time() + 1)
-        recovering = adapter_on(tmp_path)
-        message = recovering.dequeue()
-        assert message is not None and message.id == lost.id and message.payload == "new"
-        assert (tmp_path / "boot_id").read_text().strip() == "another-boot"
+        sent = queue.enqueue(Message("t", payload="safe", priority=3))
+        queue.close()
+        (tmp_path / "ready" / f"{sent.id}.json").unlink()  # what the power cut took
+        reboot(monkeypatch)
+        recovered = adapter_on(tmp_path)
+        message = recovered.dequeue()
+        assert message is not None and message.id == sent.id and message.payload == "safe"
+        assert (tmp_path / "boot_id").read_text().strip() == "the-boot-after-the-cut"
+
+    def test_a_damaged_file_is_repaired_from_the_journal(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        queue = adapter_on(tmp_path)
+        sent = queue.enqueue(Message("t", payload="safe"))
+        queue.close()
+        (tmp_path / "ready" / f"{sent.id}.json").write_bytes(b"")  # data never reached the disk
+        reboot(monkeypatch)
+        message = adapter_on(tmp_path).dequeue()
+        assert message is not None and message.payload == "safe"
+
+    def test_a_retry_recorded_before_the_cut_is_restored_with_its_attempt(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        queue = adapter_on(tmp_path)
+        sent = queue.enqueue(Message("t"))
+        message = queue.dequeue()
+        assert message is not None
+        queue.rollback(message)
+        queue.close()
+        (tmp_path / "ready" / f"{sent.id}.json").unlink()
+        reboot(monkeypatch)
+        again = adapter_on(tmp_path).dequeue()
+        assert again is not None and again.id == sent.id and again.attempts == 1
+
+    def test_a_burial_recorded_before_the_cut_stays_a_burial(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        queue = adapter_on(tmp_path)
+        sent = queue.enqueue(Message("t"))
+        message = queue.dequeue()
+        assert message is not None
+        queue.bury(message, "bad input")
+        queue.close()
+        (tmp_path / "buried" / f"{sent.id}.json").unlink()
+        reboot(monkeypatch)
+        recovered = adapter_on(tmp_path)
+        assert recovered.dequeue() is None
+        peeked = recovered.peek(sent.id or "")
+        assert peeked is not None and peeked.header["buried_reason"] == "bad input"
+
+    def test_a_job_recorded_as_done_does_not_come_back(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        queue = adapter_on(tmp_path)
+        sent = queue.enqueue(Message("t", payload="done"))
+        path = tmp_path / "ready" / f"{sent.id}.json"
+        content = path.read_bytes()
+        assert drain(queue) == ["done"]
+        queue.enqueue(Message("t", payload="flush the done record"))
+        queue.close()
+        path.write_bytes(content)  # the power cut undid the rename of the finished job
+        reboot(monkeypatch)
+        assert drain(adapter_on(tmp_path)) == ["flush the done record"]
+
+    def test_a_record_cut_short_by_the_cut_is_ignored(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        queue = adapter_on(tmp_path)
+        queue.enqueue(Message("t", payload="whole"))
+        queue.close()
+        (segment,) = os.listdir(tmp_path / "journal")
+        with open(tmp_path / "journal" / segment, "ab") as journal:
+            journal.write(b'P 00062f3a9b1c2d3e-80000000-9f3ac1b2 1 1 {"id":"00062f3a9b1c')
+        reboot(monkeypatch)
+        assert drain(adapter_on(tmp_path)) == ["whole"]
+
+    def test_without_a_reboot_nothing_is_replayed(self, tmp_path: Path) -> None:
+        queue = adapter_on(tmp_path)
+        sent = queue.enqueue(Message("t"))
+        queue.close()
+        (tmp_path / "ready" / f"{sent.id}.json").unlink()  # deleted by hand: stays deleted
+        assert adapter_on(tmp_path).dequeue() is None
 
     def test_a_file_in_ready_holding_another_job_is_moved_under_its_own_id(
         self, queue: FileQueueAdapter
     ) -> None:
+        # A reused file whose new job reached the disk while the renames that moved it did not.
         sent = queue.enqueue(Message("t", payload="finished long ago"))
         lost = Message("t", payload="new", id="00062f3a9b1c2d3e-80000000-9f3ac1b2")
         (queue.path / "ready" / f"{sent.id}.json").write_text(lost.to_json())
         message = queue.dequeue() or queue.dequeue()
         assert message is not None and message.id == lost.id
         assert queue.peek(sent.id or "") is None
+
+
+class TestFsyncMethods:
+    @pytest.mark.parametrize(
+        ("settings", "records"),
+        [
+            ({"fsync": True}, True),
+            ({"fsync": True, "fsync_method": "files"}, False),
+            ({"fsync": False}, False),
+        ],
+    )
+    def test_only_the_journal_method_writes_job_records(
+        self, tmp_path: Path, settings: dict[str, Any], records: bool
+    ) -> None:
+        queue = adapter_on(tmp_path, **settings)
+        queue.enqueue(Message("t", payload="x"))
+        assert drain(queue) == ["x"]
+        journal = b"".join(p.read_bytes() for p in (tmp_path / "journal").iterdir())
+        assert (b"\nP " in b"\n" + journal) is records
+        assert (b"\nR " in b"\n" + journal) is True
+
+    def test_an_unknown_method_is_refused_naming_the_key(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"file_queue_adapter\.fsync_method"):
+            adapter_on(tmp_path, fsync_method="sometimes")

@@ -31,13 +31,14 @@ deadline; any process that finds a deadline in the past renames the file to a na
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import heapq
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,20 @@ from pulpo_file.files import (
     current_umask,
     make_private_folder,
     open_private,
+    sync_file_system,
     write_job_file,
 )
 from pulpo_file.ids import check_id, is_id, make_id, priority_of
-from pulpo_file.journal import Journal
-from pulpo_file.recovery import MARKER, boot_instant, current_boot_id, recovered_boot
+from pulpo_file.journal import (
+    BURIED,
+    GONE,
+    Journal,
+    Record,
+    gone_line,
+    intent_line,
+    ready_line,
+)
+from pulpo_file.recovery import MARKER, boot_instant, current_boot_id
 from pulpo_file.spares import SparePool
 
 log = logging.getLogger("pulpo.file")
@@ -88,6 +98,15 @@ def _without_reason(message: Message) -> Message:
     return attrs.evolve(message, extra_header=extras)
 
 
+class PartialEnqueue(AdapterError):
+    """``enqueue_many`` queued some of the jobs but could not write the others."""
+
+    def __init__(self, text: str, queued: list[Message | None]) -> None:
+        super().__init__(text)
+        #: Per message given, in order: the queued message with its id, or None if not queued.
+        self.queued = queued
+
+
 class _Unreadable(Exception):
     """A job file that cannot be read or parsed; the message says why."""
 
@@ -106,8 +125,10 @@ class FileQueueAdapter:
         self.path = Path(os.path.expanduser(self.settings.base_path)).absolute()
         self.default_ttr = self.settings.ttr
         self._fix_mode = bool(current_umask() & 0o600)
-        self._fsync = self.settings.fsync
-        self._fsync_folder = self.settings.fsync and self.settings.fsync_folder
+        # With fsync: a flushed journal record per change ("journal"), or flushed files.
+        self._wal = self.settings.fsync and self.settings.fsync_method == "journal"
+        self._fsync = self.settings.fsync and self.settings.fsync_method == "files"
+        self._fsync_folder = self._fsync and self.settings.fsync_folder
         self._rng = random.Random(os.urandom(16))
         self._lock = threading.RLock()
         self._last_created_us = 0
@@ -129,8 +150,11 @@ class FileQueueAdapter:
                 f"the file queue cannot create its folder {str(self.path)!r}: "
                 f"{error.strerror or error}"
             ) from error
+        self._mark_new_queue()
         self._folder_fds: dict[str, int] = {}
-        self._journal = Journal(journal, self.settings.journal_segment_size, self._fix_mode)
+        self._journal = Journal(
+            journal, self.settings.journal_segment_size, self._fix_mode, self._checkpoint
+        )
         self._spares = SparePool(
             self._spare, self.settings.max_spare_files, self.settings.spare_ttl, self._rng
         )
@@ -143,6 +167,26 @@ class FileQueueAdapter:
         self._next_rescan = 0.0
         self._next_lease_check = 0.0
         self._closed = False
+
+    @staticmethod
+    def _boot() -> str:
+        return current_boot_id() or f"booted-at-minute-{int(boot_instant() // 60)}"
+
+    def _mark_new_queue(self) -> None:
+        """A new queue has nothing to replay: note the boot it was created in."""
+        try:
+            fd = open_private(os.path.join(self.path, MARKER), os.O_WRONLY | os.O_EXCL,
+                              self._fix_mode)
+        except FileExistsError:
+            return
+        except OSError as error:
+            raise AdapterError(
+                f"the file queue cannot write in {str(self.path)!r}: {error.strerror or error}"
+            ) from error
+        try:
+            os.write(fd, self._boot().encode("ascii") + b"\n")
+        finally:
+            os.close(fd)
 
     # -- files ---------------------------------------------------------------------------
 
@@ -159,22 +203,45 @@ class FileQueueAdapter:
             self._folder_fds[folder] = fd
         return fd
 
-    def _write(self, folder: str, job_id: str, message: Message, ready_ns: int) -> None:
-        """Write ``message`` as ``folder/<id>.json`` through ``tmp/``; all of it or nothing."""
-        data = message.to_json().encode("utf-8")
+    def _write(self, folder: str, job_id: str, data: bytes, ready_ns: int) -> None:
+        """Write a job (its JSON) as ``folder/<id>.json`` through ``tmp/``: all of it or nothing."""
         with self._lock:
+            temporary = os.path.join(self._tmp, f"{job_id}.{self._token()}.tmp")
             spare = self._spares.take()
-            token = self._token()
         write_job_file(
             os.path.join(folder, job_id + JSON),
             data,
-            temporary=os.path.join(self._tmp, f"{job_id}.{token}.tmp"),
+            temporary=temporary,
             spare=spare,
             mtime_ns=ready_ns,
             fsync=self._fsync,
             folder_fd=self._folder_fd(folder),
             fix_mode=self._fix_mode,
         )
+
+    def _log_intent(self, job_id: str, ready_ns: int, data: bytes, buried: bool = False) -> None:
+        """With the write-ahead journal: record the job's content and flush, before writing it."""
+        if self._wal:
+            with self._lock:
+                self._journal.append(intent_line(job_id, ready_ns, data, buried), flush=True)
+
+    def _log_gone(self, job_id: str, flush: bool = False) -> None:
+        """With the write-ahead journal: record that the job is done or deleted."""
+        if self._wal:
+            try:
+                with self._lock:
+                    self._journal.append(gone_line(job_id), flush=flush)
+            except OSError as error:
+                log.warning("could not record in the journal that job %s is gone: %s",
+                            job_id, error.strerror or error)
+
+    def _checkpoint(self) -> None:
+        """Make every job file written so far durable (before old journal segments go)."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            sync_file_system(fd)
+        finally:
+            os.close(fd)
 
     def _discard(self, path: str, job_id: str) -> None:
         """A job's file is no longer needed: keep it as a spare (or delete it)."""
@@ -187,7 +254,7 @@ class FileQueueAdapter:
             if self._reading:
                 self._note(job_id, ready_ns)
             try:
-                self._journal.append(job_id, ready_ns)
+                self._journal.append(ready_line(job_id, ready_ns))
             except OSError as error:
                 # The job is safely in ready/; other workers find it when they next rescan.
                 log.warning("job %s is queued but the journal could not record it (%s); "
@@ -247,10 +314,16 @@ class FileQueueAdapter:
             created_us = max(time.time_ns() // 1000, self._last_created_us + 1)
             self._last_created_us = created_us
             job_id = make_id(created_us, priority, self._rng.getrandbits(32))
-        message = attrs.evolve(message, id=job_id)
+        message = message.with_id(job_id)
         ready_ns = self._ready_time(job_id, message)
+        data = message.to_json().encode("utf-8")
         try:
-            self._write(self._ready, job_id, message, ready_ns)
+            self._log_intent(job_id, ready_ns, data)
+            try:
+                self._write(self._ready, job_id, data, ready_ns)
+            except BaseException:
+                self._log_gone(job_id, flush=True)  # the recorded intent must not come true
+                raise
         except OSError as error:
             raise AdapterError(
                 f"the file queue could not store a job in {self._ready!r}: "
@@ -258,6 +331,67 @@ class FileQueueAdapter:
             ) from error
         self._announce(job_id, ready_ns)
         return message
+
+    def enqueue_many(self, messages: Sequence[Message]) -> list[Message]:
+        """Queue several jobs; with ``fsync`` their records are flushed together, once.
+
+        :raises AdapterError: when nothing could be queued.
+        :raises PartialEnqueue: when some jobs were written and the others not (it lists them).
+        """
+        batch: list[tuple[str, Message, int, bytes]] = []
+        with self._lock:
+            self._check_open()
+            for message in messages:
+                priority = DEFAULT_PRIORITY if message.priority is None else message.priority
+                created_us = max(time.time_ns() // 1000, self._last_created_us + 1)
+                self._last_created_us = created_us
+                job_id = make_id(created_us, priority, self._rng.getrandbits(32))
+                message = message.with_id(job_id)
+                ready_ns = self._ready_time(job_id, message)
+                batch.append((job_id, message, ready_ns, message.to_json().encode("utf-8")))
+        if not batch:
+            return []
+        try:
+            if self._wal:
+                lines = b"".join(intent_line(j, r, d) for j, _, r, d in batch)
+                with self._lock:
+                    self._journal.append(lines, flush=True)
+        except OSError as error:
+            raise AdapterError(
+                f"the file queue could not record {len(batch)} jobs in its journal: "
+                f"{error.strerror or error}"
+            ) from error
+        queued: list[Message] = []
+        for number, (job_id, message, ready_ns, data) in enumerate(batch):
+            try:
+                self._write(self._ready, job_id, data, ready_ns)
+            except OSError as error:
+                for later_id, *_ in batch[number:]:
+                    self._log_gone(later_id, flush=later_id == batch[-1][0])
+                self._announce_all([(j, r) for j, _, r, _ in batch[:number]])
+                raise PartialEnqueue(
+                    f"the file queue stored {number} of {len(batch)} jobs in {self._ready!r}, "
+                    f"then failed: {error.strerror or error}",
+                    [*queued, *([None] * (len(batch) - number))],
+                ) from error
+            queued.append(message)
+        self._announce_all([(job_id, ready_ns) for job_id, _, ready_ns, _ in batch])
+        return queued
+
+    def _announce_all(self, entries: list[tuple[str, int]]) -> None:
+        """``_announce`` for many jobs, in one journal write."""
+        if not entries:
+            return
+        with self._lock:
+            if self._reading:
+                for job_id, ready_ns in entries:
+                    self._note(job_id, ready_ns)
+            try:
+                self._journal.append(b"".join(ready_line(j, r) for j, r in entries))
+            except OSError as error:
+                log.warning("%d jobs are queued but the journal could not record them (%s); "
+                            "workers will find them on their next rescan", len(entries),
+                            error.strerror or error)
 
     # -- the worker's index --------------------------------------------------------------
 
@@ -268,9 +402,10 @@ class FileQueueAdapter:
         heapq.heappush(self._heap, (priority_of(job_id), ready_ns, job_id))
 
     def _start_reading(self) -> None:
-        self._journal.start_reading()  # first: what is published from now on is read from it
+        # First: what is published from now on is read from the journal.
+        position = self._journal.start_reading()
         self._reading = True
-        self._recover_after_reboot()
+        self._recover_after_reboot(position)
         self._remove_stale_temporaries()
         self._rescan()
 
@@ -389,8 +524,6 @@ class FileQueueAdapter:
         """
         if message.id is None or message.id == job_id or not is_id(message.id):
             return False
-        log.warning("job file %s holds job %s (renames lost in a power cut): moving it",
-                    path, message.id)
         self._restore(path, message)
         return True
 
@@ -485,7 +618,9 @@ class FileQueueAdapter:
 
     def _move_to_ready(self, job_id: str, message: Message, ready_ns: int, source: str) -> None:
         """Write the job to ``ready/``, then let ``source`` go and announce the job."""
-        self._write(self._ready, job_id, message, ready_ns)
+        data = message.to_json().encode("utf-8")
+        self._log_intent(job_id, ready_ns, data)
+        self._write(self._ready, job_id, data, ready_ns)
         self._discard(source, job_id)
         self._announce(job_id, ready_ns)
 
@@ -540,6 +675,7 @@ class FileQueueAdapter:
                         os.rename(path, os.path.join(self._archive, job_id + JSON))
                     else:
                         self._spares.give(path, job_id, self._token())
+                    self._log_gone(job_id)
                 except FileNotFoundError:
                     log.warning("job %s finished after its lease ran out; it went back to the "
                                 "queue and will run again", job_id)
@@ -580,7 +716,10 @@ class FileQueueAdapter:
                 buried = attrs.evolve(
                     message, extra_header={**message.extra_header, BURIED_REASON: reason}
                 )
-                self._write(self._buried, job_id, buried, time.time_ns())
+                data = buried.to_json().encode("utf-8")
+                now_ns = time.time_ns()
+                self._log_intent(job_id, now_ns, data, buried=True)
+                self._write(self._buried, job_id, data, now_ns)
                 self._discard(source, job_id)
                 self._held.pop(job_id, None)
             except OSError as error:
@@ -669,6 +808,7 @@ class FileQueueAdapter:
                         if path.startswith(self._buried):
                             self._remove_reason(path)
                         self._held.pop(job_id, None)
+                        self._log_gone(job_id, flush=True)
                         return True
             except OSError as error:
                 raise AdapterError(
@@ -767,52 +907,77 @@ class FileQueueAdapter:
 
     # -- recovery ------------------------------------------------------------------------
 
-    def _recover_after_reboot(self) -> None:
-        """After a reboot, put back jobs whose renames a power cut lost (see recovery)."""
-        boot = current_boot_id()
-        if boot is not None and recovered_boot(str(self.path)) == boot:
-            return
-        since = boot_instant()
-        restored = 0
-        for folder in (self._tmp, self._spare):
-            with os.scandir(folder) as entries:
-                found = [(entry.path, entry.name) for entry in entries]
-            for path, name in found:
-                try:
-                    if os.stat(path).st_ctime >= since:
-                        continue  # written since the boot: a running process owns it
-                    message, _ = self._read(path)
-                except FileNotFoundError:
-                    continue
-                except _Unreadable:
-                    if folder == self._tmp:  # an interrupted write: never a job
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(path)
-                    continue
-                named = name.split(".")[0]
-                if message.id is None or not is_id(message.id):
-                    continue
-                if folder == self._spare and message.id == named:
-                    continue  # a finished job's file, as expected
-                if folder == self._tmp and message.id != named:
-                    self._discard(path, message.id)  # a spare taken but not yet written
-                    continue
-                self._restore(path, message)
-                restored += 1
-        if restored:
-            log.warning("restored %d job(s) whose renames were lost in a power cut", restored)
-        if boot is not None:
-            marker = os.path.join(self.path, MARKER)
-            write_job_file(
-                marker, boot.encode("ascii"),
-                temporary=os.path.join(self._tmp, f"{MARKER}.{self._token()}.tmp"), spare=None,
-                mtime_ns=time.time_ns(), fsync=self._fsync, folder_fd=None,
-                fix_mode=self._fix_mode,
-            )
+    def _recover_after_reboot(self, until: tuple[int, int]) -> None:
+        """After a reboot, replay the write-ahead records of the journal (up to ``until``).
+
+        Jobs flushed to the journal but whose files a power cut lost or damaged are written
+        again from their records, and jobs recorded as gone are removed. Only the first worker
+        after a reboot replays (the others wait on the marker's lock, then find it up to date).
+        """
+        boot = self._boot()
+        marker = os.path.join(self.path, MARKER)
+        fd = open_private(marker, os.O_RDWR, self._fix_mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.read(fd, 4096).decode("ascii", errors="replace").strip() == boot:
+                return
+            last: dict[str, Record] = {}
+            for record in self._journal.records(until):
+                known = last.get(record.job_id)
+                if known is None or record.time_ns >= known.time_ns:
+                    last[record.job_id] = record
+            replayed = sum(self._replay(record) for record in last.values())
+            if replayed:
+                log.warning("restored %d job(s) from the journal after a reboot", replayed)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, boot.encode("ascii") + b"\n", 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _replay(self, record: Record) -> bool:
+        """Make the files agree with a job's last record; whether anything was changed."""
+        job_id = record.job_id
+        copies: list[tuple[str, bool]] = []  # (path, holds this job readably)
+        for path in self._candidates(job_id):
+            try:
+                message, _ = self._read(path)
+            except FileNotFoundError:
+                continue
+            except _Unreadable:
+                copies.append((path, False))
+                continue
+            if message.id in (None, job_id):
+                copies.append((path, True))
+        if record.kind == GONE:
+            for path, _ in copies:
+                self._discard(path, job_id)
+            return bool(copies)
+        assert record.job is not None
+        try:
+            if Message.from_json(record.job).id != job_id:
+                return False
+        except ValueError:
+            return False  # cut short by the power cut: that publish never returned
+        buried = record.kind == BURIED
+        expected = (self._buried,) if buried else (self._ready, self._reserved)
+        if any(ok and os.path.dirname(path) in expected for path, ok in copies):
+            return False
+        folder = self._buried if buried else self._ready
+        self._write(folder, job_id, record.job, record.ready_ns)
+        destination = os.path.join(folder, job_id + JSON)
+        for path, _ in copies:
+            if path != destination:
+                self._discard(path, job_id)
+        if not buried:
+            self._announce(job_id, record.ready_ns)
+        return True
 
     def _restore(self, path: str, message: Message) -> None:
         """Move the file at ``path`` to where its content (job ``message.id``) belongs."""
         job_id = check_id(message.id)
+        log.warning("job file %s holds job %s (renames lost in a power cut): moving it",
+                    path, job_id)
         if self._exists(job_id) or self._held_name(job_id) is not None:
             self._discard(path, job_id)  # the job lives on under its own name; this is older
             return

@@ -26,6 +26,17 @@ def _at_least(minimum: float) -> Any:
     return check
 
 
+def _one_of(*choices: str) -> Any:
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in choices:
+            raise ConfigError(
+                f"configuration key '{SECTION}.{attribute.name}' must be one of "
+                f"{', '.join(map(repr, choices))}, not {value!r}"
+            )
+
+    return check
+
+
 def _above_zero(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise ConfigError(
@@ -39,9 +50,13 @@ class FileQueueConfig:
 
     #: The queue's folder; relative paths count from the current directory, ``~`` is expanded.
     base_path: str = DEFAULT_BASE_PATH
-    #: Flush every job file to the disk before ``publish`` (and every state change) returns.
+    #: Make every job safe from a power cut before ``publish`` (and every retry, burial and
+    #: kick) returns.
     fsync: bool = True
-    #: Also flush the folder a job was renamed into, so the new name survives a power cut.
+    #: How, with ``fsync``: ``"journal"`` flushes one record holding the job to the journal (a
+    #: sequential log, one ``fdatasync``); ``"files"`` flushes the job's own file and folder.
+    fsync_method: str = attrs.field(default="journal", validator=_one_of("journal", "files"))
+    #: With ``fsync_method = "files"``: also flush the folder a job was renamed into.
     fsync_folder: bool = True
     #: Keep successful jobs in ``archive/`` instead of deleting them.
     enable_archive: bool = False

@@ -24,6 +24,19 @@ def current_umask() -> int:
     return mask
 
 
+def sync_file_system(fd: int) -> None:
+    """Flush every file of the file system holding ``fd`` (``syncfs``; ``sync`` elsewhere)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) == 0:
+            return
+    except (OSError, AttributeError):
+        pass
+    os.sync()
+
+
 def make_private_folder(path: Path) -> None:
     """Create ``path`` and any missing parent as 0700 whatever the umask (existing ones stay)."""
     missing = []
@@ -53,14 +66,6 @@ def open_private(path: str, flags: int, fix_mode: bool) -> int:
     return fd
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write every byte (a short write is followed by another, which reports a full disk)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 BLOCK = 4096
 
 
@@ -87,32 +92,28 @@ def write_job_file(
 ) -> None:
     """Write ``data`` as ``destination``: all of it or nothing.
 
-    With ``spare`` (an open, locked spare file, its path and size) the spare is overwritten in place
-    and, with ``fsync``, flushed with ``fdatasync`` alone: its size and blocks do not change, and
-    the recovery after a reboot finds it under whichever name the power cut left it. Otherwise
-    ``temporary`` is created, flushed with ``fsync``, renamed, and ``folder_fd`` (the destination
-    folder) is flushed so the new name survives a power cut. The modification time is set to
-    ``mtime_ns`` (the ready time). On any failure the file written is removed and the error
-    re-raised; ``destination`` is untouched.
+    With ``spare`` (a finished job's file, open, locked, with its path and size) the spare is
+    overwritten in place, same size, same blocks; otherwise ``temporary`` is created. Either is
+    renamed to ``destination`` once written. The content is padded (see :func:`padded`) and the
+    modification time set to ``mtime_ns`` (the ready time). With ``fsync`` the file is flushed
+    before the rename and ``folder_fd`` (the destination folder, if given) after it. On any
+    failure the file written is removed and the error re-raised; ``destination`` is untouched.
     """
     if spare is not None:
         fd, path, size = spare
     else:
-        path = temporary
+        path, size = temporary, 0
         fd = open_private(temporary, os.O_WRONLY | os.O_EXCL, fix_mode)
     try:
         try:
-            if spare is not None:
-                content = padded(data, size)
-                view = memoryview(content)
-                offset = 0
-                while offset < len(content):
-                    offset += os.pwrite(fd, view[offset:], offset)
-            else:
-                write_all(fd, padded(data))
+            content = padded(data, size)
+            view = memoryview(content)
+            offset = 0
+            while offset < len(content):
+                offset += os.pwrite(fd, view[offset:], offset)
             os.utime(fd, ns=(mtime_ns, mtime_ns))
             if fsync:
-                (os.fdatasync if spare is not None else os.fsync)(fd)
+                os.fsync(fd)
             os.rename(path, destination)
         finally:
             os.close(fd)  # after the rename: closing unlocks a spare
@@ -120,5 +121,5 @@ def write_job_file(
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
-    if folder_fd is not None and spare is None:
+    if fsync and folder_fd is not None:
         os.fsync(folder_fd)

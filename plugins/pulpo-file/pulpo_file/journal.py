@@ -1,19 +1,29 @@
-"""The publish journal: an append-only log of "job X became ready at time T".
+"""The journal: one append-only log of what happened to the queue's jobs, shared by every process.
 
-Every process that puts a job into ``ready/`` (publish, retry, kick, an expired lease) appends one
-line after the job's file is in place; every worker tails the journal and pushes what it reads
-into its own in-memory heap, so no worker lists the ``ready/`` folder to find its next job.
+It has two uses.
 
-The journal is only an index: the job files are the truth. It is never fsynced, and a line that
-goes missing (a crash between the rename and the append, a writer that slept through two segment
-changes) costs only latency: workers rebuild their index from the folder when they start, every
-``rescan_interval`` and whenever they notice a gap.
+**The index.** Every process that puts a job into ``ready/`` (publish, retry, kick, an expired
+lease) appends ``R <id> <ready time>`` once the file is in place; every worker tails the journal
+and pushes what it reads into its own in-memory heap, so no worker lists ``ready/`` to find its
+next job. These lines are never flushed: a line that goes missing (a writer that slept through
+two segment changes) costs only latency, since workers rebuild their index from the folder when
+they start, every ``rescan_interval`` and whenever they notice a gap.
+
+**The write-ahead log** (with ``fsync``, ``fsync_method = "journal"``). Before a job's file is
+written, ``P <id> <ready time> <time> <job JSON>`` (ready) or ``B ...`` (buried) is appended to
+the newest segment and flushed with ``fdatasync``: one sequential write per job, cheaper than
+flushing the job's own file and folder. ``C <id> <time>`` records that a job is gone (done or
+deleted); it is flushed with the next record or by the system. After a power cut the first
+worker replays the journal: the latest record of each job (by its time: processes may append to
+different segments for a moment) says where the job belongs and with what content.
 
 The journal lives in ``journal/`` as numbered segments (``0000000000.log``, ...). A writer that
 finds its segment past ``segment_size`` starts the next one (``O_EXCL``: one process creates it,
-the others follow) and removes segments older than the previous two. A reader finishes a segment,
-keeps reading it for a grace period (a writer may have opened it just before the change), and
-moves to the next; if the next one is gone it has fallen too far behind and reports a gap.
+the others follow), flushes the whole file system (``syncfs``: everything the old segments
+describe is then on the disk) and removes segments older than the previous two. A reader
+finishes a segment, keeps reading it for a grace period (a writer may have opened it just before
+the change), and moves to the next; if the next one is gone it has fallen too far behind and
+reports a gap.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import attrs
 
@@ -42,27 +52,70 @@ GRACE = 5.0
 KEEP = 2
 CHUNK = 1 << 20
 
+READY, INTENT, BURIED, GONE = b"R", b"P", b"B", b"C"
+
 
 def segment_name(number: int) -> str:
     return f"{number:010d}{SUFFIX}"
 
 
-def parse_line(line: bytes) -> tuple[str, int] | None:
-    """``(job id, ready time in ns)`` from one line, or ``None`` when it is not one."""
+def ready_line(job_id: str, ready_ns: int) -> bytes:
+    return f"R {job_id} {ready_ns:x}\n".encode("ascii")
+
+
+def intent_line(job_id: str, ready_ns: int, job: bytes, buried: bool = False) -> bytes:
+    kind = "B" if buried else "P"
+    return f"{kind} {job_id} {ready_ns:x} {time.time_ns():x} ".encode("ascii") + job + b"\n"
+
+
+def gone_line(job_id: str) -> bytes:
+    return f"C {job_id} {time.time_ns():x}\n".encode("ascii")
+
+
+def parse_ready(line: bytes) -> tuple[str, int] | None:
+    """``(job id, ready time in ns)`` from an ``R`` line, or ``None`` for any other line."""
     parts = line.split(b" ")
-    if len(parts) != 2:
+    if len(parts) != 3 or parts[0] != READY:
         return None
     try:
-        job_id = parts[0].decode("ascii")
-        ready_ns = int(parts[1], 16)
+        job_id = parts[1].decode("ascii")
+        ready_ns = int(parts[2], 16)
     except ValueError:
         return None
     return (job_id, ready_ns) if is_id(job_id) else None
 
 
+@attrs.frozen
+class Record:
+    """A write-ahead record: the job's last known state and content (``None`` when gone)."""
+
+    kind: bytes
+    job_id: str
+    ready_ns: int
+    time_ns: int
+    job: bytes | None
+
+
+def parse_record(line: bytes) -> Record | None:
+    """A ``P``, ``B`` or ``C`` line, or ``None``."""
+    try:
+        if line[:2] == GONE + b" ":
+            _, raw_id, raw_time = line.split(b" ")
+            job_id = raw_id.decode("ascii")
+            return Record(GONE, job_id, 0, int(raw_time, 16), None) if is_id(job_id) else None
+        if line[:2] not in (INTENT + b" ", BURIED + b" "):
+            return None
+        kind, raw_id, raw_ready, raw_time, job = line.split(b" ", 4)
+        job_id = raw_id.decode("ascii")
+        record = Record(kind, job_id, int(raw_ready, 16), int(raw_time, 16), job)
+    except ValueError:
+        return None
+    return record if is_id(job_id) else None
+
+
 @attrs.define
 class _Tail:
-    """A segment being read: its descriptor, number and the incomplete last line."""
+    """A segment being read: its descriptor, number, bytes read and the incomplete last line."""
 
     fd: int
     number: int
@@ -72,12 +125,19 @@ class _Tail:
 
 
 class Journal:
-    """Append to and tail the journal segments in ``folder``."""
+    """Append to and tail the journal segments in ``folder``.
 
-    def __init__(self, folder: str, segment_size: int, fix_mode: bool) -> None:
+    :param checkpoint: called before old segments are removed; it must make every job file
+        written so far durable (the adapter passes a ``syncfs`` of the queue's file system).
+    """
+
+    def __init__(
+        self, folder: str, segment_size: int, fix_mode: bool, checkpoint: Callable[[], None]
+    ) -> None:
         self.folder = folder
         self.segment_size = segment_size
         self.fix_mode = fix_mode
+        self.checkpoint = checkpoint
         self._write_fd: int | None = None
         self._write_number = -1
         self._write_checked = 0.0
@@ -103,15 +163,23 @@ class Journal:
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, job_id: str, ready_ns: int) -> None:
-        """Record that ``job_id`` is ready from ``ready_ns``; raises ``OSError``."""
+    def append(self, line: bytes, flush: bool = False) -> None:
+        """Append one line (one ``write``, so lines never interleave); raises ``OSError``.
+
+        With ``flush`` the segment is flushed (``fdatasync``) before this returns.
+        """
         now = time.monotonic()
-        if self._write_fd is None or now - self._write_checked > WRITER_REFRESH:
+        stale = self._write_fd is None or now - self._write_checked > WRITER_REFRESH
+        # A flushed record goes to the newest segment, which a checkpoint never removes.
+        if stale or (flush and os.path.exists(self._path(self._write_number + 1))):
             self._follow_newest()
         self._write_checked = now
-        assert self._write_fd is not None
-        os.write(self._write_fd, f"{job_id} {ready_ns:x}\n".encode("ascii"))
-        if os.lseek(self._write_fd, 0, os.SEEK_CUR) >= self.segment_size:
+        fd = self._write_fd
+        assert fd is not None
+        os.write(fd, line)
+        if flush:
+            os.fdatasync(fd)
+        if os.lseek(fd, 0, os.SEEK_CUR) >= self.segment_size:
             self._start_next()
 
     def _open_for_append(self, number: int, exclusive: bool = False) -> int:
@@ -130,23 +198,31 @@ class Journal:
 
     def _start_next(self) -> None:
         number = self._write_number + 1
+        if self._newest() >= number:
+            self._follow_newest()  # another writer started it (or more) already
+            return
         try:
             fd = self._open_for_append(number, exclusive=True)
         except FileExistsError:
-            fd = self._open_for_append(number)  # another writer started it; follow
+            self._switch_writer(self._open_for_append(number), number)  # another writer did it
+            return
         self._switch_writer(fd, number)
-        for old in self._numbers():
-            if old < number - KEEP:
+        old = [n for n in self._numbers() if n < number - KEEP]
+        if old:
+            self.checkpoint()  # what the old segments describe is on the disk from here on
+            for stale in old:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._path(old))
+                    os.unlink(self._path(stale))
 
     # -- reading -------------------------------------------------------------------------
 
-    def start_reading(self) -> None:
-        """Tail from the current end of the newest segment (what came before is not read)."""
+    def start_reading(self) -> tuple[int, int]:
+        """Tail from the current end of the newest segment; return that position."""
         number = self._newest()
         fd = open_private(self._path(number), os.O_RDONLY, self.fix_mode)
-        self._set_tail(_Tail(fd, number, os.lseek(fd, 0, os.SEEK_END)))
+        offset = os.lseek(fd, 0, os.SEEK_END)
+        self._set_tail(_Tail(fd, number, offset))
+        return number, offset
 
     def _set_tail(self, tail: _Tail) -> None:
         if self._tail is not None:
@@ -204,11 +280,31 @@ class Journal:
             lines = (tail.partial + data).split(b"\n")
             tail.partial = lines.pop()
             for line in lines:
-                entry = parse_line(line)
-                if entry is not None:
-                    entries.append(entry)
+                if line[:1] == READY:
+                    entry = parse_ready(line)
+                    if entry is not None:
+                        entries.append(entry)
             if len(data) < CHUNK:
                 return
+
+    # -- replaying -----------------------------------------------------------------------
+
+    def records(self, until: tuple[int, int]) -> Iterator[Record]:
+        """Every write-ahead record in the kept segments, oldest first, up to ``until``."""
+        last_number, last_offset = until
+        for number in self._numbers():
+            if number > last_number:
+                return
+            try:
+                with open(self._path(number), "rb") as segment:
+                    data = segment.read(last_offset if number == last_number else -1)
+            except FileNotFoundError:
+                continue
+            for line in data.split(b"\n"):
+                if line[:1] in (INTENT, BURIED, GONE):
+                    record = parse_record(line)
+                    if record is not None:
+                        yield record
 
     def close(self) -> None:
         """Close every open segment."""

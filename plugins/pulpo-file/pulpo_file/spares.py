@@ -3,9 +3,8 @@
 Creating a file (a new inode, new blocks) is the most expensive thing a job costs on most file
 systems, and flushing a new file costs a journal commit. So a committed job's file is not
 deleted: it is renamed to ``spare/<id>.<token>`` (``id``: the job it last held), and the next
-job written by any process takes a spare by locking it (``flock``, so one taker wins, without
-the rename that would make the flush commit the file system's journal), overwrites it in place,
-same size, same blocks, flushes it with a plain ``fdatasync`` and renames it into place.
+job written by any process takes a spare by locking it (``flock``: one taker wins; cheaper than
+a rename), overwrites it in place, same size, same blocks, and renames it into place.
 
 Spares unused for ``spare_ttl`` seconds are removed, and at most ``max_spare_files`` are kept, so
 a queue that was once deep gives its disk space back. A spare still holds the finished job's
@@ -37,7 +36,7 @@ class SparePool:
         self._count = 0  # an estimate, corrected by every trim
 
     def take(self) -> tuple[int, str, int] | None:
-        """A spare, open for writing and locked: ``(descriptor, path, size)``; ``None`` if none.
+        """A spare open for writing and locked: ``(descriptor, path, size)``; ``None`` if none.
 
         The caller renames the path away before closing the descriptor (which unlocks it).
         """
