@@ -81,13 +81,16 @@ class Handler:
         except Exception as error:  # any other exception is retried like a transient failure
             return Result.transient(error)
         if returned is None:
-            return Result.success()
+            return _SUCCESS  # immutable: one for every job, instead of one per job
         if isinstance(returned, Result):
             return returned
         return Result.fatal(
             f"handler for {self.request_type!r} returned {type(returned).__name__}, "
             f"expected None or a Result"
         )
+
+
+_SUCCESS = Result.success()
 
 
 def _body_type(call: Callable[..., Any]) -> tuple[type | None, bool]:

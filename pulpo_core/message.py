@@ -23,12 +23,15 @@ DEFAULT_PRIORITY = 2**31
 HEADER_KEYS = ("request_type", "priority", "delay", "expiration", "ttr", "attempts")
 
 AttemptsSource = int | Callable[[], int]
+_HEADER_KEY_SET = frozenset(HEADER_KEYS)
 
 
 def clamp_priority(value: Any) -> int | None:
     """A priority within 0..2**32-1: negative numbers become 0, larger ones the lowest."""
     if value is None:
         return None
+    if type(value) is int and PRIORITY_HIGHEST <= value <= PRIORITY_LOWEST:
+        return value  # the common case, checked first
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -41,6 +44,8 @@ def check_ttr(value: Any) -> int | None:
     """A ttr in whole seconds (rounded up), at least 1."""
     if value is None:
         return None
+    if type(value) is int and value > 0:
+        return value  # the common case, checked first
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"ttr must be a number of seconds, not {value!r}")
     if value <= 0:
@@ -95,7 +100,7 @@ class Message:
         if header is not None:
             if not isinstance(header, Mapping):
                 raise ValueError(f"header must be a mapping, not {type(header).__name__}")
-            given = dict(header)
+            given = header
             if request_type is None:
                 request_type = given.get("request_type")
             if priority is None:
@@ -108,7 +113,8 @@ class Message:
                 ttr = given.get("ttr")
             if attempts is None:
                 attempts = given.get("attempts")
-            extras = {k: v for k, v in given.items() if k not in HEADER_KEYS}
+            extras = ({} if given.keys() <= _HEADER_KEY_SET
+                      else {k: v for k, v in given.items() if k not in HEADER_KEYS})
             if extra_header:
                 extras.update(extra_header)
         else:
@@ -121,9 +127,8 @@ class Message:
             raise ValueError(f"body must be a mapping (a JSON object), not {type(body).__name__}")
         if payload is not None:
             body["payload"] = payload
-        if request_type is not None and type(request_type) is not str:
-            if not isinstance(request_type, str):
-                raise ValueError(f"request_type must be a string, not {request_type!r}")
+        if request_type is not None and not isinstance(request_type, str):
+            raise ValueError(f"request_type must be a string, not {request_type!r}")
         self.__attrs_init__(
             id=None if id is None else str(id),
             request_type=request_type,
@@ -213,7 +218,8 @@ class Message:
         if not self.request_type:
             raise ValueError("request_type must be a non-empty string")
         try:
-            _check_json(self.body)
+            if not _flat_json(self.body):  # most bodies are: skip the encoder then
+                _check_json(self.body)
         except (TypeError, ValueError) as error:
             raise ValueError(f"body is not JSON serialisable: {error}") from None
         try:
@@ -233,6 +239,16 @@ _new = object.__new__
 #: json.dumps with an option builds an encoder per call; this one is built once.
 _check_json = json.JSONEncoder(allow_nan=False).encode
 _set = object.__setattr__
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _flat_json(mapping: Mapping[str, Any]) -> bool:
+    """Whether ``mapping`` holds only strings, whole numbers, booleans and None under string
+    keys: JSON as it is, without encoding it to find out."""
+    for key, value in mapping.items():
+        if type(key) is not str or type(value) not in _JSON_SCALARS:
+            return False
+    return True
 
 
 def _unstructure_message(message: Message) -> dict[str, Any]:

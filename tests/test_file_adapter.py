@@ -129,6 +129,34 @@ class TestOrder:
         assert again is not None and again.payload == "job" and again.attempts == 1
 
 
+class TestPublishMany:
+    def test_every_job_is_queued_in_order_with_its_id(self, tmp_path: Path) -> None:
+        config = {"file_queue_adapter": {"base_path": str(tmp_path)}}
+        with Pulpo(config) as app:
+            sent = app.publish_many(Message("t", payload=n) for n in range(50))
+            assert [m.payload for m in sent] == list(range(50))
+            assert len({m.id for m in sent}) == 50
+            assert drain(app.queue_adapter) == list(range(50))  # type: ignore[arg-type]
+
+    def test_with_fsync_the_journal_is_flushed_once_for_the_whole_call(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        queue = adapter_on(tmp_path)
+        flushes: list[int] = []
+        real = os.fdatasync
+
+        def counting(fd: int) -> None:
+            flushes.append(fd)
+            real(fd)
+
+        monkeypatch.setattr(os, "fdatasync", counting)
+        queue.enqueue_many([Message("t", payload=n) for n in range(100)])
+        assert len(flushes) == 1
+        queue.enqueue(Message("t"))
+        assert len(flushes) == 2
+        assert queue.stats()["ready"] == 101
+
+
 class TestDequeueDoesNotListTheQueue:
     def test_draining_lists_the_ready_folder_once_not_once_per_job(
         self, queue: FileQueueAdapter, monkeypatch: pytest.MonkeyPatch
@@ -572,6 +600,19 @@ class TestPowerCutRecovery:
         reboot(monkeypatch)
         assert drain(adapter_on(tmp_path)) == ["whole"]
 
+    def test_a_file_set_aside_as_unreadable_is_left_to_the_operator(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        queue = adapter_on(tmp_path)
+        sent = queue.enqueue(Message("t"))
+        (tmp_path / "ready" / f"{sent.id}.json").write_bytes(b"garbage")
+        assert queue.dequeue() is None
+        queue.close()
+        reboot(monkeypatch)
+        recovered = adapter_on(tmp_path)
+        assert recovered.dequeue() is None
+        assert (tmp_path / "buried" / f"{sent.id}.json").read_bytes() == b"garbage"
+
     def test_without_a_reboot_nothing_is_replayed(self, tmp_path: Path) -> None:
         queue = adapter_on(tmp_path)
         sent = queue.enqueue(Message("t"))
@@ -613,3 +654,17 @@ class TestFsyncMethods:
     def test_an_unknown_method_is_refused_naming_the_key(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=r"file_queue_adapter\.fsync_method"):
             adapter_on(tmp_path, fsync_method="sometimes")
+
+
+class TestDocumentation:
+    def test_every_configuration_key_is_in_the_pages_table_with_its_default(self) -> None:
+        import attrs
+        from pulpo_file.config import FileQueueConfig
+
+        text = (Path(__file__).resolve().parent.parent / "docs" / "adapters" / "file.md")
+        page = text.read_text(encoding="utf-8")
+        for field in attrs.fields(FileQueueConfig):
+            default = field.default
+            shown = (json.dumps(default) if isinstance(default, bool | str) else str(default))
+            row = f"| `{field.name}` | `{shown}` |"
+            assert row in page, f"docs/adapters/file.md lacks the row {row!r}"

@@ -28,10 +28,14 @@ def backoff_delay(config: Config, attempts: int, rng: random.Random | None = Non
     return delay / 2.0 + (rng or random).uniform(0.0, delay / 2.0)
 
 
+#: Actions are immutable: the common one is made once.
+_COMMIT = Commit()
+
+
 @hookimpl(trylast=True)
 def pulpo_result_policy(message: Message, result: Result, app: Pulpo) -> Action:
     if result.is_success:
-        return Commit()
+        return _COMMIT
     if result.is_fatal:
         return Bury(result.error or "fatal failure")
     runs = message.attempts + 1

@@ -274,8 +274,8 @@ class FileQueueAdapter:
             raise _Unreadable(f"the file cannot be opened: {error.strerror or error}") from None
         try:
             status = os.fstat(fd)
-            data = os.read(fd, max(status.st_size, 1))
-            if len(data) >= status.st_size:  # it may have grown since the fstat
+            data = os.read(fd, status.st_size + 1)
+            if len(data) > status.st_size:  # it grew since the fstat: read the rest
                 while chunk := os.read(fd, 1 << 16):
                     data += chunk
         except OSError as error:
@@ -938,6 +938,8 @@ class FileQueueAdapter:
     def _replay(self, record: Record) -> bool:
         """Make the files agree with a job's last record; whether anything was changed."""
         job_id = record.job_id
+        if os.path.exists(os.path.join(self._buried, job_id + JSON + REASON)):
+            return False  # set aside as unreadable before the reboot: left for the operator
         copies: list[tuple[str, bool]] = []  # (path, holds this job readably)
         for path in self._candidates(job_id):
             try:
