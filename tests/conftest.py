@@ -5,6 +5,7 @@ Behaviour tests take the ``adapter_config`` fixture and so run on memory, file a
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -119,21 +120,32 @@ def adapter_config(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, 
     return config_for(request.param, tmp_path, request)
 
 
-@pytest.fixture
-def make_app(adapter_config: dict[str, Any]) -> Iterator[Callable[..., Pulpo]]:
-    """``make_app(handlers={...}, **settings)``: an app on the adapter under test.
+@contextlib.contextmanager
+def app_factory(
+    settings_for: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Iterator[Callable[..., Pulpo]]:
+    """``factory(handlers={...}, **more)``: apps from ``settings_for(more)``, closed after.
 
     Apps are built with the installed plugins (expiration, banner, ...) like a real worker.
     """
     apps: list[Pulpo] = []
 
-    def factory(handlers: dict[str, object] | None = None, **settings: Any) -> Pulpo:
-        app = Pulpo({**adapter_config, **settings}, plugin_manager=build_plugin_manager())
+    def factory(handlers: dict[str, object] | None = None, **more: Any) -> Pulpo:
+        app = Pulpo(settings_for(more), plugin_manager=build_plugin_manager())
         for request_type, handler in (handlers or {}).items():
             app.register_handler(request_type, handler)
         apps.append(app)
         return app
 
-    yield factory
-    for app in apps:
-        app.close()
+    try:
+        yield factory
+    finally:
+        for app in apps:
+            app.close()
+
+
+@pytest.fixture
+def make_app(adapter_config: dict[str, Any]) -> Iterator[Callable[..., Pulpo]]:
+    """``make_app(handlers={...}, **settings)``: an app on the adapter under test."""
+    with app_factory(lambda more: {**adapter_config, **more}) as factory:
+        yield factory

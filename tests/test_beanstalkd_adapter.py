@@ -19,7 +19,7 @@ from typing import Any
 
 import greenstalk
 import pytest
-from conftest import BeanstalkdServer, config_for
+from conftest import BeanstalkdServer, app_factory, config_for
 
 from pulpo_core import AdapterError, ConfigError, FatalError, Message, Pulpo, Result
 from pulpo_core.message import DEFAULT_PRIORITY, PRIORITY_LOWEST
@@ -41,19 +41,14 @@ def tube(settings: dict[str, Any]) -> str:
 
 @pytest.fixture
 def make_app(settings: dict[str, Any]) -> Iterator[MakeApp]:
-    apps: list[Pulpo] = []
+    """Like conftest's, with ``section={...}`` merged into the beanstalkd section."""
 
-    def factory(handlers: dict[str, object] | None = None, **more: Any) -> Pulpo:
+    def settings_for(more: dict[str, Any]) -> dict[str, Any]:
         section = {**settings["beanstalkd_queue_adapter"], **more.pop("section", {})}
-        app = Pulpo({**settings, **more, "beanstalkd_queue_adapter": section})
-        for request_type, handler in (handlers or {}).items():
-            app.register_handler(request_type, handler)
-        apps.append(app)
-        return app
+        return {**settings, **more, "beanstalkd_queue_adapter": section}
 
-    yield factory
-    for app in apps:
-        app.close()
+    with app_factory(settings_for) as factory:
+        yield factory
 
 
 @pytest.fixture

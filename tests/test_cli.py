@@ -378,15 +378,18 @@ class TestDiscoveryCommands:
         assert memory[1] == "pulpo-core"
         assert "pulpo_register_adapters" in " ".join(memory)
 
-    def test_plugins_lists_the_others_when_one_is_broken(
-        self, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    @pytest.fixture
+    def broken_plugin(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An installed plugin whose module fails to import."""
         site = write_distribution(
             tmp_path / "site", "acme-broken", "0.0.1",
             entry_points={PLUGINS_GROUP: {"acme_broken": "acme_broken_plugin"}},
             files={"acme_broken_plugin.py": "raise ImportError('needs libfoo')\n"},
         )
         monkeypatch.syspath_prepend(str(site))
+
+    @pytest.mark.usefixtures("broken_plugin")
+    def test_plugins_lists_the_others_when_one_is_broken(self, cli: Cli) -> None:
         run = cli("plugins")
         assert run.code == 1
         assert "pulpo_core.defaults.memory" in run.out
@@ -395,15 +398,8 @@ class TestDiscoveryCommands:
         [error] = run.err.strip().splitlines()
         assert "'acme_broken'" in error and "acme-broken 0.0.1" in error and "libfoo" in error
 
-    def test_other_commands_refuse_to_run_with_a_broken_plugin(
-        self, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        site = write_distribution(
-            tmp_path / "site", "acme-broken", "0.0.1",
-            entry_points={PLUGINS_GROUP: {"acme_broken": "acme_broken_plugin"}},
-            files={"acme_broken_plugin.py": "raise ImportError('needs libfoo')\n"},
-        )
-        monkeypatch.syspath_prepend(str(site))
+    @pytest.mark.usefixtures("broken_plugin")
+    def test_other_commands_refuse_to_run_with_a_broken_plugin(self, cli: Cli) -> None:
         cli("--config", cli.memory(), "stats").assert_one_sentence(1, "'acme_broken'", "libfoo")
 
     def test_handlers_shows_request_type_handler_and_origin(
