@@ -9,6 +9,9 @@ in each round the plain loop and pulpo run one after the other on tubes of their
 - drain: the plain loop reserves, reads the JSON and deletes; pulpo runs its real worker loop
   (``Pulpo.start()``) with a no-op handler, stopped by the handler after the N-th job; and, to
   tell the adapter's share from the core's, the adapter alone (``dequeue`` then ``commit``).
+- pulpo runs with its default settings, and again with ``spin_wait = 0`` (reads sleep at once
+  instead of polling briefly for the answer) to show what that setting gives and costs: each
+  row also has the client process's CPU time per job.
 
 pulpo should reach at least GOAL times the plain loop's rates. Run alone with
 ``python bench/bench_beanstalkd.py``.
@@ -71,11 +74,15 @@ def tube() -> str:
     return f"bench-{next(_tubes)}"
 
 
-def rate(work: Callable[[], None]) -> float:
-    """Jobs per second of ``work`` (which handles N jobs)."""
-    started = time.perf_counter()
+Figure = tuple[float, float]
+
+
+def rate(work: Callable[[], None]) -> Figure:
+    """Jobs per second of ``work`` (which handles N jobs), and this process's CPU time per job
+    in microseconds (the server's excluded)."""
+    started, cpu = time.perf_counter(), time.process_time()
     work()
-    return N / (time.perf_counter() - started)
+    return N / (time.perf_counter() - started), (time.process_time() - cpu) / N * 1e6
 
 
 # -- the plain greenstalk loop ------------------------------------------------------------------
@@ -86,7 +93,7 @@ def plain_job(number: int, pad: str = "") -> str:
     return json.dumps({"request_type": "bench", "n": number, "payload": PAYLOAD, "pad": pad})
 
 
-def plain_publish(port: int, name: str, pad: str) -> float:
+def plain_publish(port: int, name: str, pad: str) -> Figure:
     import greenstalk
 
     with greenstalk.Client(("127.0.0.1", port), use=name, watch=name) as client:
@@ -98,7 +105,7 @@ def plain_publish(port: int, name: str, pad: str) -> float:
         return rate(work)
 
 
-def plain_drain(port: int, name: str) -> float:
+def plain_drain(port: int, name: str) -> Figure:
     import greenstalk
 
     with greenstalk.Client(("127.0.0.1", port), use=name, watch=name) as client:
@@ -115,20 +122,20 @@ def plain_drain(port: int, name: str) -> float:
 # -- pulpo ------------------------------------------------------------------------------------
 
 
-def make_app(port: int, name: str, **settings: Any) -> Any:
+def make_app(port: int, name: str, spin_wait: float | None = None, **settings: Any) -> Any:
     from pulpo_core import Pulpo
 
-    return Pulpo({
-        "queue_adapter_type": "beanstalkd",
-        "beanstalkd_queue_adapter": {"port": port, "default_tube": name},
-        **settings,
-    })
+    section: dict[str, Any] = {"port": port, "default_tube": name}
+    if spin_wait is not None:
+        section["spin_wait"] = spin_wait
+    return Pulpo({"queue_adapter_type": "beanstalkd", "beanstalkd_queue_adapter": section,
+                  **settings})
 
 
-def pulpo_publish(port: int, name: str) -> float:
+def pulpo_publish(port: int, name: str, spin_wait: float | None = None) -> Figure:
     from pulpo_core import Message
 
-    app = make_app(port, name)
+    app = make_app(port, name, spin_wait)
     try:
         app.queue_adapter.stats()  # connect before the clock starts, as the plain loop does
 
@@ -141,7 +148,7 @@ def pulpo_publish(port: int, name: str) -> float:
         app.close()
 
 
-def pulpo_publish_many(port: int, name: str) -> float:
+def pulpo_publish_many(port: int, name: str) -> Figure:
     from pulpo_core import Message
 
     app = make_app(port, name)
@@ -157,8 +164,8 @@ def pulpo_publish_many(port: int, name: str) -> float:
         app.close()
 
 
-def pulpo_drain(port: int, name: str) -> float:
-    app = make_app(port, name, sleep_duration=0)
+def pulpo_drain(port: int, name: str, spin_wait: float | None = None) -> Figure:
+    app = make_app(port, name, spin_wait, sleep_duration=0)
     done = itertools.count(1)
 
     def noop(message: Any) -> None:
@@ -173,7 +180,7 @@ def pulpo_drain(port: int, name: str) -> float:
         app.close()
 
 
-def pulpo_adapter_drain(port: int, name: str) -> float:
+def pulpo_adapter_drain(port: int, name: str) -> Figure:
     """The adapter alone: ``dequeue`` and ``commit``, without ``handle_message``."""
     app = make_app(port, name)
     adapter = app.queue_adapter
@@ -263,54 +270,63 @@ def cpu_costs() -> list[tuple[str, float]]:
     return costs
 
 
-def measure() -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {key: [] for key in (
-        "plain publish", "pulpo publish", "pulpo publish_many", "plain drain", "pulpo drain",
-        "pulpo adapter drain")}
+def measure() -> tuple[int, dict[str, list[Figure]]]:
+    results: dict[str, list[Figure]] = {key: [] for key in (
+        "plain publish", "pulpo publish", "pulpo publish, no spin", "pulpo publish_many",
+        "plain drain", "pulpo drain", "pulpo drain, no spin", "pulpo adapter drain")}
     with Server() as server:
         port = server.port
         size = pulpo_job_size(port)
         pad = " " * max(0, size - len(plain_job(N - 1).encode()))
-        results["size"] = [float(size)]
         for _ in range(ROUNDS):
-            plain, pulpo, many = tube(), tube(), tube()
+            plain, pulpo, still, many = tube(), tube(), tube(), tube()
             results["plain publish"].append(plain_publish(port, plain, pad))
             results["pulpo publish"].append(pulpo_publish(port, pulpo))
+            results["pulpo publish, no spin"].append(pulpo_publish(port, still, spin_wait=0))
             results["pulpo publish_many"].append(pulpo_publish_many(port, many))
             results["plain drain"].append(plain_drain(port, plain))
             results["pulpo drain"].append(pulpo_drain(port, pulpo))
+            results["pulpo drain, no spin"].append(pulpo_drain(port, still, spin_wait=0))
             results["pulpo adapter drain"].append(pulpo_adapter_drain(port, many))
-    return results
+    return size, results
 
 
 def run(report: list[str]) -> None:
     """Measure and append a Markdown section to ``report``."""
-    results = measure()
-    size = int(results.pop("size")[0])
-    median = {key: statistics.median(values) for key, values in results.items()}
+    size, results = measure()
+    median = {key: statistics.median(rate for rate, _ in values)
+              for key, values in results.items()}
+    cpu = {key: statistics.median(cost for _, cost in values) for key, values in results.items()}
     report += [
         "## beanstalkd",
         "",
         f"{N} jobs per run, median of {ROUNDS} rounds, one beanstalkd without binlog on "
         f"loopback; job bodies of {size} bytes for both.",
         "",
-        "| what | plain greenstalk loop | pulpo | ratio |",
-        "|---|---|---|---|",
+        "Rates are medians of the rounds; a ratio is the median of the rounds' ratios (each",
+        "round runs both side by side).",
+        "",
+        "| what | plain greenstalk loop | pulpo | ratio | CPU µs per job, plain / pulpo |",
+        "|---|---|---|---|---|",
     ]
     rows = [
         ("publish, one call per job", "plain publish", "pulpo publish"),
+        ("the same, `spin_wait = 0`", "plain publish", "pulpo publish, no spin"),
         ("publish, `publish_many` (pipelined)", "plain publish", "pulpo publish_many"),
         ("worker drain (reserve, no-op, delete)", "plain drain", "pulpo drain"),
+        ("the same, `spin_wait = 0`", "plain drain", "pulpo drain, no spin"),
         ("adapter only: `dequeue` + `commit`", "plain drain", "pulpo adapter drain"),
     ]
     for label, plain, pulpo in rows:
-        ratio = median[pulpo] / median[plain]
+        # Each round measures both side by side: the ratio is the median of the rounds'.
+        ratio = statistics.median(ours / theirs for (ours, _), (theirs, _)
+                                  in zip(results[pulpo], results[plain], strict=True))
         mark = "" if ratio >= GOAL else f" (below {GOAL}{TIMES})"
         report.append(f"| {label} | {median[plain]:,.0f}/s | {median[pulpo]:,.0f}/s | "
-                      f"**{ratio:.2f}{TIMES}**{mark} |")
+                      f"**{ratio:.2f}{TIMES}**{mark} | {cpu[plain]:.0f} / {cpu[pulpo]:.0f} |")
     report += ["", "Every round (jobs/s):", ""]
     for key, values in results.items():
-        report.append(f"- {key}: {', '.join(f'{value:,.0f}' for value in values)}")
+        report.append(f"- {key}: {', '.join(f'{value:,.0f}' for value, _ in values)}")
     report += ["", "CPU per job of the steps pulpo adds (no I/O; best of 3 runs of 5,000):", "",
                "| step | µs |", "|---|---|"]
     report += [f"| {label} | {cost:.1f} |" for label, cost in cpu_costs()]

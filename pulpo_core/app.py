@@ -163,6 +163,12 @@ class Pulpo:
                 return answer
         return None
 
+    def _has_implementations(self, name: str) -> bool:
+        calls = self._direct_calls and self._direct_calls(name)
+        if calls is None:
+            return bool(getattr(self.hook, name).get_hookimpls())
+        return bool(calls)
+
     def _call_each(self, name: str, arguments: dict[str, Any]) -> None:
         """Call every implementation of a hook whose answers are not used."""
         calls = self._direct_calls and self._direct_calls(name)
@@ -185,6 +191,11 @@ class Pulpo:
         if result.is_success and result.messages:
             result = self._publish_follow_ups(result)
         action = self._decide(message, result)
+        if (message.known_attempts is None and isinstance(action, Commit | Drop)
+                and self._has_implementations("pulpo_after_process")):
+            # Lazily counted attempts (beanstalkd) are gone with the job: read them first, for
+            # the observers. Without observers a success costs no such round trip.
+            message.attempts  # noqa: B018
         self._apply(message, action)
         try:
             self._call_each("pulpo_after_process",

@@ -162,15 +162,29 @@ class Message:
         The same as ``attrs.evolve(message, id=message_id)``, but without checking again the
         fields that were checked when this message was built (publishing is a hot path).
         """
-        return self._replace(id=str(message_id))
+        copy = self._copy()
+        _set(copy, "id", str(message_id))
+        return copy
 
     def _replace(self, **changes: Any) -> Message:
         # A copy with trusted `changes` (valid field values), skipping `__init__`'s checks.
-        copy = _new(Message)
-        for name in _FIELDS:
-            _set(copy, name, getattr(self, name))
+        copy = self._copy()
         for name, value in changes.items():
             _set(copy, name, value)
+        return copy
+
+    def _copy(self) -> Message:
+        # Field by field, unrolled: a loop over the fields costs half as much again.
+        copy = _new(Message)
+        _set(copy, "id", self.id)
+        _set(copy, "request_type", self.request_type)
+        _set(copy, "body", self.body)
+        _set(copy, "priority", self.priority)
+        _set(copy, "delay", self.delay)
+        _set(copy, "expiration", self.expiration)
+        _set(copy, "ttr", self.ttr)
+        _set(copy, "_attempts", self._attempts)
+        _set(copy, "extra_header", self.extra_header)
         return copy
 
     @property
@@ -234,7 +248,6 @@ class Message:
             )
 
 
-_FIELDS = tuple(field.name for field in attrs.fields(Message))
 _new = object.__new__
 #: json.dumps with an option builds an encoder per call; this one is built once.
 _check_json = json.JSONEncoder(allow_nan=False).encode

@@ -21,7 +21,7 @@ import greenstalk
 import pytest
 from conftest import BeanstalkdServer, app_factory, config_for
 
-from pulpo_core import AdapterError, ConfigError, FatalError, Message, Pulpo, Result
+from pulpo_core import AdapterError, ConfigError, FatalError, Message, Pulpo, Result, hookimpl
 from pulpo_core.message import DEFAULT_PRIORITY, PRIORITY_LOWEST
 from pulpo_core.plugins import build_plugin_manager
 
@@ -142,6 +142,8 @@ class TestConfiguration:
         ({"port": 70000}, "port"),
         ({"encoding": "no-such-codec"}, "encoding"),
         ({"socket_timeout": 0}, "socket_timeout"),
+        ({"spin_wait": -0.001}, "spin_wait"),
+        ({"spin_wait": 5}, "spin_wait"),
         ({"colour": "blue"}, "colour"),
     ])
     def test_a_bad_key_is_named_before_work_starts(self, keys: dict[str, Any],
@@ -280,19 +282,19 @@ def _raise_or_return(outcome: Any) -> Any:
 
 class TestAttempts:
     def test_counted_by_the_server_across_retries(self, make_app: MakeApp) -> None:
-        seen: list[Message] = []
+        seen: list[int] = []
         outcomes: list[Any] = [Result.transient("busy"), RuntimeError("boom"), None]
 
         def handler(message: Message) -> Any:
-            seen.append(message)
+            seen.append(message.attempts)
             return _raise_or_return(outcomes.pop(0))
 
         app = make_app({"t": handler})
         app.publish(Message("t"))
         drain(app)
-        assert [m.attempts for m in seen] == [0, 1, 2]
+        assert seen == [0, 1, 2]
 
-    def test_a_successful_job_does_not_ask_the_server_before_it_is_deleted(
+    def test_a_successful_job_does_not_ask_the_server_for_its_attempts(
         self, make_app: MakeApp
     ) -> None:
         seen: list[Message] = []
@@ -300,10 +302,23 @@ class TestAttempts:
         app = make_app({"t": lambda m: seen.append(m) or outcomes.pop(0)})
         app.publish(Message("t"))
         drain(app)
-        retried = seen[1]
-        assert retried.known_attempts is None  # nothing fetched it while the job ran
-        assert retried.attempts == 1  # from the stats sent along with its delete
+        assert seen[1].known_attempts is None  # nothing fetched it: no stats-job round trip
         assert app.queue_adapter.stats()["total"] == 0
+
+    def test_observers_after_a_success_see_the_attempts(self, make_app: MakeApp) -> None:
+        observed: list[int] = []
+
+        class Observer:
+            @hookimpl
+            def pulpo_after_process(self, message: Message) -> None:
+                observed.append(message.attempts)
+
+        outcomes: list[Any] = [Result.transient("busy"), None]
+        app = make_app({"t": lambda m: outcomes.pop(0)})
+        app.plugin_manager.register(Observer())
+        app.publish(Message("t"))
+        drain(app)
+        assert observed == [0, 1]  # the second read before the job was deleted
 
     def test_a_worker_that_died_counts_as_an_attempt(self, make_app: MakeApp) -> None:
         app = make_app()
@@ -316,12 +331,42 @@ class TestAttempts:
         assert again.attempts == 1
 
 
+class TestRelease:
+    def test_a_released_job_is_ready_at_once_with_its_attempts_and_priority(
+        self, make_app: MakeApp
+    ) -> None:
+        app = make_app()
+        adapter = app.queue_adapter
+        published = app.publish(Message("t", priority=7))
+        held = adapter.dequeue()
+        assert held is not None and held.id == published.id
+        adapter.release(held)
+        again = adapter.dequeue()
+        assert again is not None and again.id == published.id
+        assert (again.attempts, again.priority) == (0, 7)  # not counted as a failed run
+        stats = adapter.stats()
+        assert (stats["reserved"], stats["buried"]) == (1, 0)
+
+    def test_a_commit_goes_out_with_the_next_command_or_on_flush(self, make_app: MakeApp) -> None:
+        app = make_app()
+        adapter, observer = app.queue_adapter, make_app().queue_adapter
+        published = app.publish(Message("t"))
+        held = adapter.dequeue()
+        assert held is not None
+        adapter.commit(held)
+        assert observer.peek(str(published.id)) is not None  # not sent yet: still reserved
+        adapter.flush()
+        assert observer.peek(str(published.id)) is None
+
+
 class TestForeignJobs:
     def test_jobs_that_are_not_pulpo_messages_are_buried_and_the_worker_goes_on(
         self, make_app: MakeApp, client: greenstalk.Client[bytes]
     ) -> None:
+        out_of_range = b'{"header": {"request_type": "t", "delay": "0001-01-01T00:00:00+05:00"}, ' \
+            b'"body": {}}'  # a pulpo message whose delay no datetime can hold in UTC
         foreign = [client.put(body) for body in
-                   (b"hello", b"\xff\xfe\x00", b'{"task": "resize"}', b"[1, 2]")]
+                   (b"hello", b"\xff\xfe\x00", b'{"task": "resize"}', b"[1, 2]", out_of_range)]
         handled: list[Message] = []
         app = make_app({"t": handled.append}, shutdown_after_number_of_empty_iterations=1,
                        sleep_duration=0)

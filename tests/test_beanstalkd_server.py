@@ -6,6 +6,7 @@ Each test runs a beanstalkd of its own, so restarting or draining it disturbs no
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import threading
@@ -115,6 +116,29 @@ class TestRestart:
             worker.close()
             publisher.close()
         assert not runner.is_alive()
+
+
+    def test_a_done_job_is_not_confused_with_a_new_job_of_a_fresh_server(
+        self, own_server: BeanstalkdServer
+    ) -> None:
+        app = Pulpo(settings_for(own_server.port))
+        other = Pulpo(settings_for(own_server.port))
+        try:
+            done = app.publish(Message("t", {"n": "done"}))
+            held = app.queue_adapter.dequeue()
+            assert held is not None and held.id == done.id
+            app.queue_adapter.commit(held)  # the delete waits for the next command
+            own_server.stop(signal.SIGKILL)
+            shutil.rmtree(own_server.binlog)  # a server without its binlog: ids from 1 again
+            own_server.start()
+            fresh = other.publish(Message("t", {"n": "fresh"}))
+            assert fresh.id == done.id
+            app.queue_adapter.flush()  # the delete is sent again on a new connection ...
+            kept = other.queue_adapter.peek(str(fresh.id))
+            assert kept is not None and kept.body == {"n": "fresh"}  # ... and not to this job
+        finally:
+            app.close()
+            other.close()
 
 
 def _wait_for(condition: Any, seconds: float = 10) -> None:

@@ -92,6 +92,17 @@ class TestConstruction:
         assert Message("t", priority=1, header={"priority": 9}).priority == 1
 
 
+class TestWithId:
+    def test_the_copy_keeps_every_field_and_sets_the_id(self) -> None:
+        message = Message("t", {"n": 1}, priority=3, delay=60, expiration=3600, ttr=9,
+                          attempts=2, extra_header={"trace": "x"})
+        copy = message.with_id("42")
+        assert copy.id == "42" and message.id is None
+        for field in attrs.fields(Message):
+            if field.name != "id":
+                assert getattr(copy, field.name) == getattr(message, field.name), field.name
+
+
 class TestPriority:
     @pytest.mark.parametrize("given", [-1, -(2**40)])
     def test_negative_becomes_the_highest(self, given: int) -> None:

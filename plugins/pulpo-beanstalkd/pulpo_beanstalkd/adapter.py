@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ from pulpo_beanstalkd.codec import (
     seconds,
     unreadable,
 )
-from pulpo_beanstalkd.connection import Connection, PipelinedClient, StatsSnapshot, describe
+from pulpo_beanstalkd.connection import Connection, PipelinedClient, describe
 from pulpo_beanstalkd.settings import SECTION, BeanstalkdSettings
 from pulpo_core.config import load_section
 from pulpo_core.errors import AdapterError
@@ -73,18 +74,17 @@ def failed_runs(stats: Mapping[str, Any], reserved: bool) -> int:
 class LazyAttempts:
     """A reserved job's ``attempts``, asked of the server only when something reads it.
 
-    A job that succeeds without anyone reading its attempts costs no ``stats-job`` round trip:
-    its commit sends a ``stats-job`` just ahead of the ``delete``, and both answers are read
-    with the next reserve's, the stats kept unparsed until (unless) someone asks.
+    A job that succeeds without anyone reading its attempts costs no ``stats-job`` round trip.
+    Once the job is deleted its counters are gone: the core reads the attempts before it
+    commits when a ``pulpo_after_process`` hook may want them.
     """
 
-    __slots__ = ("_adapter", "job_id", "snapshot", "value")
+    __slots__ = ("_adapter", "job_id", "value")
 
     def __init__(self, adapter: BeanstalkdQueueAdapter, job_id: int) -> None:
         self._adapter = adapter
         self.job_id = job_id
         self.value: int | None = None
-        self.snapshot: StatsSnapshot | None = None
 
     def __call__(self) -> int:
         if self.value is None:
@@ -99,6 +99,8 @@ class Reservation:
     #: The worker connection's generation when the job was reserved.
     generation: int
     attempts: LazyAttempts
+    #: The job's body as reserved (kept to recognise the job after a reconnection).
+    body: bytes
 
 
 class BeanstalkdQueueAdapter:
@@ -120,6 +122,9 @@ class BeanstalkdQueueAdapter:
                                   watch=settings.watched, role="worker")
         self._reserved: dict[int, Reservation] = {}
         self._reasons: dict[int, str] = {}
+        # A commit's delete leaves with the next command: when the adapter is dropped or the
+        # interpreter exits without close(), the last one still goes out.
+        weakref.finalize(self, self._worker.close)
 
     def __repr__(self) -> str:
         return (f"BeanstalkdQueueAdapter({self.settings.address}, "
@@ -134,7 +139,7 @@ class BeanstalkdQueueAdapter:
         ttr = message.ttr or DEFAULT_TTR
 
         def put(client: PipelinedClient) -> int:
-            return client.put(data, priority, delay, ttr)
+            return client.put_raw(data, priority, delay, ttr)
 
         try:
             # A put whose connection broke is sent again on a new one: the job is queued at
@@ -248,7 +253,7 @@ class BeanstalkdQueueAdapter:
             except ValueError as error:
                 self._bury_unreadable(job_id, error)
                 continue
-            self._reserved[job_id] = Reservation(generation, attempts)
+            self._reserved[job_id] = Reservation(generation, attempts, body)
             if message.ttr is None:  # put by another client in pulpo's format, without a ttr
                 message = attrs.evolve(message, ttr=self._server_ttr(job_id))
             return message
@@ -261,13 +266,8 @@ class BeanstalkdQueueAdapter:
 
     def _attempts_of(self, lazy: LazyAttempts) -> int:
         """Failed runs of a job before the run it was dequeued for (see :class:`LazyAttempts`)."""
-        job_id, snapshot = lazy.job_id, lazy.snapshot
-        if snapshot is not None:
-            if not snapshot.read:
-                self._worker.flush()
-            if snapshot.read:
-                stats = snapshot.stats()
-                return 0 if stats is None else failed_runs(stats, reserved=True)
+        job_id = lazy.job_id
+        self._worker.flush()  # a delete in the outbox may be this job's: then it is gone
         try:
             return failed_runs(self._job_stats(job_id), reserved=True)
         except greenstalk.NotFoundError:
@@ -304,16 +304,10 @@ class BeanstalkdQueueAdapter:
         with worker.lock:
             client = worker.client
             if client is not None and reservation is not None and self._ours(reservation):
-                lazy = reservation.attempts
-                if lazy.value is None:
-                    lazy.snapshot = StatsSnapshot()
-                try:
-                    # The answers are read with the next command's: no wait here.
-                    client.send_delete(job_id, lazy.snapshot)
-                    return
-                except OSError as error:
-                    lazy.snapshot = None
-                    worker.drop(error)
+                # Sent with the next command (the worker's next reserve), its answer read
+                # with that command's: no write and no wait here.
+                client.send_delete(job_id, reservation.body)
+                return
         # Reserved on a connection that has since dropped (the job went back to ready), or not
         # dequeued here: delete it on the current connection if it is not another worker's.
         try:
@@ -351,6 +345,39 @@ class BeanstalkdQueueAdapter:
         except (AdapterError, greenstalk.Error) as error:
             log.warning("job %d could not be released (%s); beanstalkd puts it back when the "
                         "connection closes, without the retry delay", job_id, describe(error))
+
+    def release(self, message: Message) -> None:
+        """Give a reserved job back to ready at once, its attempts unchanged: it did not run.
+
+        beanstalkd counts every reservation, and a plain ``release`` would make the job's next
+        run see one more failed attempt. A reservation that ends buried is not counted as a
+        failure (see :func:`failed_runs`), so the job is buried and at once kicked back to
+        ready, with its priority, in one write.
+        """
+        job_id = parse_job_id(message.id)
+        reservation = self._reserved.pop(job_id, None)
+        priority = priority_of(message)
+        if not self._ours(reservation):
+            log.warning("job %d could not be handed back: the connection that reserved it "
+                        "dropped, so beanstalkd released it already", job_id)
+            return
+
+        def bury_and_kick(client: PipelinedClient) -> None:
+            client.bury(_job(job_id), priority)
+            client.kick_job(job_id)
+
+        try:
+            self._worker.call(bury_and_kick, wait=self._wait, retry=False)
+        except greenstalk.NotFoundError:
+            log.warning("job %d could not be handed back: it is no longer reserved by this "
+                        "worker (its ttr ran out), so it is back in the queue already", job_id)
+        except (AdapterError, greenstalk.Error) as error:
+            log.error("job %d could not be handed back (%s); if it is buried, `pulpo kick` "
+                      "returns it to ready", job_id, describe(error))
+
+    def flush(self) -> None:
+        """Send the deletes batched with the next command, and read their answers."""
+        self._worker.flush()
 
     def bury(self, message: Message, reason: str) -> None:
         job_id = parse_job_id(message.id)

@@ -16,35 +16,37 @@ DEFAULT_TTR = 60
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _dumps_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+#: A str as a JSON string, non-ASCII characters as they are (as ``ensure_ascii=False``).
+_string: Any = json.encoder.encode_basestring
 
 
 def encode(message: Message, encoding: str) -> bytes:
     """The job body of ``message``: the same JSON as ``message.to_json()``, in ``encoding``.
 
-    Written here rather than through the converter because publishing is a hot path. A new job
-    carries ``attempts`` 0: beanstalkd's own counters give the attempts of a job it hands out.
+    Written here rather than through the converter because publishing is a hot path: the
+    header's fields are written straight into the text, only the body and any extra header
+    keys go through the JSON encoder. A new job carries ``attempts`` 0: beanstalkd's own
+    counters give the attempts of a job it hands out.
     """
-    delay, expiration = message.delay, message.expiration
-    header: dict[str, Any] = {
-        "request_type": message.request_type,
-        "priority": message.priority,
-        "delay": None if delay is None else delay.isoformat(),
-        "expiration": None if expiration is None else expiration.isoformat(),
-        "ttr": message.ttr,
-        "attempts": 0,
-    }
-    if message.extra_header:
-        header.update(message.extra_header)
-    document = {"id": None, "header": header, "body": message.body}
+    request_type, priority, ttr = message.request_type, message.priority, message.ttr
+    delay, expiration, extra = message.delay, message.expiration, message.extra_header
+    name = "null" if request_type is None else _string(request_type)
+    urgency = "null" if priority is None else int(priority)
+    start = "null" if delay is None else f'"{delay.isoformat()}"'
+    end = "null" if expiration is None else f'"{expiration.isoformat()}"'
+    lease = "null" if ttr is None else int(ttr)
     try:
-        text = _dumps(document)
+        more = "," + _dumps(extra)[1:-1] if extra else ""
+        text = (f'{{"id":null,"header":{{"request_type":{name},"priority":{urgency},'
+                f'"delay":{start},"expiration":{end},"ttr":{lease},"attempts":0{more}}},'
+                f'"body":{_dumps(message.body)}}}')
     except (TypeError, ValueError) as error:
         raise ValueError(f"the message cannot be written as JSON: {error}") from None
     try:
         return text.encode(encoding)
     except UnicodeEncodeError:
         # \u escapes are plain ASCII, which every encoding beanstalkd users pick can carry.
-        return _dumps_ascii(document).encode(encoding)
+        return _dumps_ascii(json.loads(text)).encode(encoding)
 
 
 def decode(data: bytes, job_id: int, encoding: str, attempts: AttemptsSource) -> Message:
@@ -70,7 +72,7 @@ def decode(data: bytes, job_id: int, encoding: str, attempts: AttemptsSource) ->
         raise ValueError(f"the header is a {type(header).__name__}, not a JSON object")
     try:
         return Message(header=header, body=document["body"], id=str(job_id), attempts=attempts)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise ValueError(f"the message does not read back: {error}") from None
 
 

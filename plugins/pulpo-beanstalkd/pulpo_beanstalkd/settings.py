@@ -41,6 +41,13 @@ def _positive(instance: Any, attribute: attrs.Attribute[float], value: float) ->
         )
 
 
+def _not_negative(_instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ConfigError(
+            f"configuration key {_key(attribute.name)} must be 0 to 1 second, not {value!r}"
+        )
+
+
 def _at_least_one(_instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
     if value < 1:
         # Observed with beanstalkd 1.12: while clients poll (reserve-with-timeout 0 in a loop)
@@ -93,6 +100,9 @@ class BeanstalkdSettings:
     max_reconnect_delay: float = attrs.field(default=5.0, validator=_positive)
     #: How long publish and the operator commands keep trying to reach a server that is down.
     reconnect_timeout: float = 10.0
+    #: Seconds a read polls for the server's answer before it sleeps (0: sleep at once).
+    #: Answers from a nearby server come sooner than a sleeping process wakes up.
+    spin_wait: float = attrs.field(default=0.00005, validator=_not_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.reserve_timeout >= self.socket_timeout:
