@@ -6,9 +6,12 @@ Each test runs a beanstalkd of its own, so restarting or draining it disturbs no
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -222,8 +225,23 @@ class TestDeadServers:
         port = free_port()
         app = Pulpo(settings_for(port, reconnect_timeout=0.3))
         try:
-            with pytest.raises(AdapterError, match=f"127.0.0.1:{port} is unreachable"):
+            with pytest.raises(AdapterError, match=f"127.0.0.1:{port} is unreachable") as caught:
                 app.publish(Message("t"))
+            assert "trying again" not in str(caught.value)  # a command gives up: no promise
         finally:
             app.close()
+
+    def test_the_stats_command_ends_with_the_server_being_unreachable(
+        self, tmp_path: Path
+    ) -> None:
+        port = free_port()
+        config = tmp_path / "pulpo.json"
+        config.write_text(json.dumps(settings_for(port, reconnect_timeout=0.3)))
+        done = subprocess.run(
+            [sys.executable, "-m", "pulpo_core", "--config", str(config), "stats"],
+            capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("pulpo: error: ") and f"127.0.0.1:{port} is unreachable" in last
+        assert "Traceback" not in done.stderr and "trying again" not in last
 

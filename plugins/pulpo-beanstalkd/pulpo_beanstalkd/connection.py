@@ -334,10 +334,11 @@ class Connection:
                 if self._next_attempt > now:
                     if self._next_attempt > deadline:
                         time.sleep(max(0.0, deadline - now))
+                        # What comes next is the caller's to say (a worker waits and tries
+                        # again, a command gives up), so the message ends with the cause.
                         raise AdapterError(
                             f"beanstalkd at {self.settings.address} is unreachable "
-                            f"({self._last_error}); trying again in "
-                            f"{self._next_attempt - time.monotonic():.1f} s")
+                            f"({self._last_error})")
                     time.sleep(self._next_attempt - now)
                 try:
                     client = self._open()
