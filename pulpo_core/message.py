@@ -241,6 +241,11 @@ class Message:
                 _check_json(self.extra_header)
         except (TypeError, ValueError) as error:
             raise ValueError(f"header is not JSON serialisable: {error}") from None
+        self.check_schedule()
+
+    def check_schedule(self) -> None:
+        """Raise `ValueError` when the delay is later than the expiration: the job could never
+        run (part of `validate_for_publish`)."""
         if self.delay and self.expiration and self.delay > self.expiration:
             raise ValueError(
                 f"delay {self.delay.isoformat()} is later than expiration "

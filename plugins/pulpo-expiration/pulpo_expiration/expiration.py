@@ -81,11 +81,8 @@ def pulpo_result_policy(message: Message, result: Result, app: Pulpo) -> Action 
 
 @hookimpl(tryfirst=True)  # refuse before any other middleware spends work on the message
 def pulpo_before_publish(message: Message, app: Pulpo) -> Message | None:
-    # The same rule, in the same words, as Message.validate_for_publish, which the core applies
-    # after every pulpo_before_publish hook: a job delayed past its expiration could never run.
-    if message.delay and message.expiration and message.delay > message.expiration:
-        raise ValueError(
-            f"delay {message.delay.isoformat()} is later than expiration "
-            f"{message.expiration.isoformat()}: the job could never run"
-        )
+    # The core's own rule (Message.validate_for_publish applies it after every
+    # pulpo_before_publish hook), checked here first so no other middleware spends work on a job
+    # that could never run.
+    message.check_schedule()
     return None
