@@ -66,3 +66,17 @@ class LeaseKeeping(Protocol):
     def touch(self, message: Message) -> None:
         """Renew the lease on a reserved job for another ``ttr`` seconds."""
         ...
+
+
+@runtime_checkable
+class Releasing(Protocol):
+    """Adapters that can hand a reserved job back unrun implement ``release``.
+
+    A worker asked to stop while it waited in ``dequeue`` releases the job it got; without
+    ``release`` it falls back to ``rollback(message, 0)``, which counts an attempt.
+    """
+
+    def release(self, message: Message) -> None:
+        """Give a job this adapter holds back to ready at once, as it was: attempts
+        unchanged (it did not run), no delay."""
+        ...

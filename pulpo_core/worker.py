@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from pulpo_core.adapter import QueueAdapter, Releasing
 from pulpo_core.errors import AdapterError
 
 if TYPE_CHECKING:
     from pulpo_core.app import Pulpo
+    from pulpo_core.message import Message
 
 log = logging.getLogger("pulpo.worker")
 
@@ -50,35 +52,51 @@ def _line_buffer_output() -> None:
 
 
 def run_worker(app: Pulpo) -> None:
-    """Process jobs until the app is asked to stop or the queue stays empty long enough."""
+    """Process jobs until the app is asked to stop or the queue stays empty long enough.
+
+    A ``stop()`` that comes before this starts is kept: the loop then takes no job. The stop
+    flag is cleared when the worker ends, so the app can be started again.
+    """
     config = app.config
     if not config.enable_output_buffering:
         _line_buffer_output()
-    app.stopping.clear()
     with _stop_on_signals(app):
-        app.load_handlers()
-        app.hook.pulpo_worker_start(app=app)
-        log.info("worker started on the %s adapter", config.queue_adapter_type)
-        processed = 0
         try:
-            processed = _loop(app)
+            app.load_handlers()
+            app.hook.pulpo_worker_start(app=app)
+            log.info("worker started on the %s adapter", config.queue_adapter_type)
+            processed = 0
+            adapter: QueueAdapter | None = None
+            try:
+                adapter = app.queue_adapter
+                processed = _loop(app, adapter)
+            finally:
+                if adapter is not None:
+                    _flush(adapter)
+                app.hook.pulpo_worker_stop(app=app)
+                log.info("worker stopped after %d job(s)", processed)
         finally:
-            app.hook.pulpo_worker_stop(app=app)
-            log.info("worker stopped after %d job(s)", processed)
+            app.stopping.clear()
 
 
-def _loop(app: Pulpo) -> int:
+def _loop(app: Pulpo, adapter: QueueAdapter) -> int:
     config = app.config
     limit = config.shutdown_after_number_of_empty_iterations
-    adapter = app.queue_adapter
+    pause = max(config.sleep_duration, 0.1)
     empty = 0
     processed = 0
     while not app.stopping.is_set():
         try:
             message = adapter.dequeue()
         except AdapterError as error:
-            log.warning("dequeue failed, retrying after %.1fs: %s", config.sleep_duration, error)
-            app.stopping.wait(max(config.sleep_duration, 0.1))
+            log.warning("dequeue failed, retrying after %.1fs: %s", pause, error)
+            app.stopping.wait(pause)
+            continue
+        except Exception as error:
+            # A bug or an error the adapter did not wrap: the worker stays up to retry (a
+            # KeyboardInterrupt or SystemExit is no Exception and still ends it).
+            log.exception("dequeue failed unexpectedly, retrying after %.1fs: %r", pause, error)
+            app.stopping.wait(pause)
             continue
         if message is None:
             empty += 1
@@ -87,6 +105,11 @@ def _loop(app: Pulpo) -> int:
                 break
             app.stopping.wait(config.sleep_duration)
             continue
+        if app.stopping.is_set():
+            # Asked to stop while the dequeue waited: the job has not started, so it goes
+            # back unrun rather than keeping the worker past its stop.
+            _hand_back(adapter, message)
+            break
         empty = 0
         try:
             app.handle_message(message)
@@ -94,5 +117,37 @@ def _loop(app: Pulpo) -> int:
             # The job could not be settled (deleted meanwhile, lease lost, queue gone): the
             # queue still has it or it is gone for good; either way the worker goes on.
             log.error("job %s could not be settled: %s", message.id, error)
+        except Exception:
+            # A bug in an adapter or plugin while settling: the job is still reserved and goes
+            # back to ready when its lease runs out; the worker goes on with the next one.
+            log.exception("job %s could not be settled", message.id)
         processed += 1
     return processed
+
+
+def _hand_back(adapter: QueueAdapter, message: Message) -> None:
+    """Return a job taken but not run to ready: ``release`` if the adapter has it."""
+    try:
+        if isinstance(adapter, Releasing):
+            adapter.release(message)
+            log.info("stopping: job %s handed back unrun", message.id)
+        else:
+            log.info("stopping: the %s adapter has no release, so job %s goes back through "
+                     "rollback, which counts an attempt", type(adapter).__name__, message.id)
+            adapter.rollback(message, 0)
+    except Exception as error:
+        # Still reserved: the adapter gives it back when its lease runs out.
+        log.warning("stopping: job %s could not be handed back: %s", message.id, error,
+                    exc_info=not isinstance(error, AdapterError))
+
+
+def _flush(adapter: QueueAdapter) -> None:
+    """Let an adapter that batches commands send them (its optional ``flush``)."""
+    flush = getattr(adapter, "flush", None)
+    if flush is None:
+        return
+    try:
+        flush()
+    except Exception as error:
+        log.warning("the queue adapter could not flush: %s", error,
+                    exc_info=not isinstance(error, AdapterError))

@@ -160,3 +160,32 @@ class TestStopping:
             assert (counts["ready"], counts["reserved"], counts["total"]) == (1, 0, 1)
         finally:
             app.close()
+
+    def test_a_job_that_arrives_after_sigterm_is_handed_back_unrun(
+        self, workers: Workers, beanstalkd: BeanstalkdServer
+    ) -> None:
+        workers.settings["beanstalkd_queue_adapter"]["reserve_timeout"] = 5
+        workers.config.write_text(json.dumps(workers.settings))
+        tube = workers.settings["beanstalkd_queue_adapter"]["default_tube"]
+        app = workers.app()
+        try:
+            worker = workers.start()
+            with greenstalk.Client((beanstalkd.host, beanstalkd.port)) as observer:
+
+                def waiting_in_reserve() -> bool:
+                    with contextlib.suppress(greenstalk.NotFoundError):
+                        return int(observer.stats_tube(tube)["current-waiting"]) > 0
+                    return False
+
+                wait_for(waiting_in_reserve, 20, "the worker's reserve", workers)
+            worker.send_signal(signal.SIGTERM)
+            time.sleep(0.3)  # the signal is handled; the reserve goes on waiting
+            late = app.publish(workers.job("late", priority=3))
+            assert worker.wait(20) == 0, workers.logs()
+            assert workers.notes(late, "started") == []  # never run
+            assert "handed back unrun" in workers.logs()
+            again = app.queue_adapter.dequeue()
+            assert again is not None and again.id == late.id
+            assert (again.attempts, again.priority) == (0, 3)
+        finally:
+            app.close()

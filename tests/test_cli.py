@@ -205,6 +205,15 @@ class TestPublishFlags:
                   "--delay", "120", "--expiration", "60")
         run.assert_one_sentence(2, "delay", "expiration")
 
+    @pytest.mark.parametrize(("flag", "value"), [
+        ("--delay", "1e12"),
+        ("--expiration", "1e300"),
+        ("--expiration", "0001-01-01T00:00:00+05:00"),  # year 0 in UTC
+    ])
+    def test_a_moment_out_of_range(self, cli: Cli, flag: str, value: str) -> None:
+        run = cli("--config", cli.memory(), "publish", "--request-type", "t", flag, value)
+        run.assert_one_sentence(2, flag.lstrip("-"), "out of range")
+
     def test_an_empty_request_type(self, cli: Cli) -> None:
         run = cli("--config", cli.memory(), "publish", "--request-type", "")
         run.assert_one_sentence(2, "request_type")

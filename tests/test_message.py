@@ -191,6 +191,29 @@ class TestWhen:
         with pytest.raises(ValueError, match=field):
             Message("t", **{field: bad})
 
+    @pytest.mark.parametrize("far", [
+        1e300,
+        -1e12,
+        10**30,
+        timedelta(days=999_999_999),
+        "0001-01-01T00:00:00+01:00",  # year 0 once shifted to UTC
+        "9999-12-31T23:30:00-05:00",  # year 10000 once shifted to UTC
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=3))),
+    ], ids=repr)
+    def test_a_moment_out_of_range_is_refused_naming_the_field(
+        self, field: str, far: Any
+    ) -> None:
+        with pytest.raises(ValueError, match=f"^{field} .* is out of range"):
+            Message("t", **{field: far})
+
+    @pytest.mark.usefixtures("local_zone_plus_nine")
+    def test_a_naive_datetime_out_of_range_in_utc_is_refused_naming_the_field(
+        self, field: str
+    ) -> None:
+        naive: Any = datetime(1, 1, 1)  # 15:00 on 31 December of year 0 in UTC
+        with pytest.raises(ValueError, match=f"^{field} 0001-01-01T00:00:00 is out of range"):
+            Message("t", **{field: naive})
+
 
 class TestTtr:
     def test_seconds_are_rounded_up(self) -> None:
@@ -361,6 +384,10 @@ class TestToDict:
             ({"header": {"request_type": "t"}, "body": [1]}, "body"),
             ({"header": {"request_type": "t", "priority": "high"}}, "priority"),
             ({"header": {"request_type": "t", "delay": "soon"}}, "delay"),
+            ({"header": {"request_type": "t", "delay": "0001-01-01T00:00:00+01:00"}},
+             "delay .* out of range"),
+            ({"header": {"request_type": "t", "expiration": 1e300}},
+             "expiration .* out of range"),
         ],
     )
     def test_from_dict_refuses_what_does_not_fit(self, data: Any, named: str) -> None:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 
 from pulpo_core import AdapterError, Message, Pulpo, Result
 from pulpo_core.config import ENV_VAR
+from pulpo_core.defaults.memory import MemoryQueueAdapter
 from pulpo_core.plugins import DISABLE_ENV, build_plugin_manager
 from pulpo_core.testing import make_app
 
@@ -298,3 +299,226 @@ class TestResilience:
         with pytest.raises(RuntimeError, match="licence expired"):
             app.start()
         assert ran == []
+
+
+class StopDuringDequeue(MemoryQueueAdapter):
+    """A memory queue where a stop can arrive while ``dequeue`` waits.
+
+    A real worker blocks in ``dequeue`` (a beanstalkd reserve, a file queue's poll) and a
+    SIGTERM may land then; calling ``on_job`` inside ``dequeue`` makes that race certain.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_job: Callable[[Message], None] = lambda message: None
+
+    def dequeue(self) -> Message | None:
+        found = super().dequeue()
+        if found is not None:
+            self.on_job(found)
+        return found
+
+
+class WithoutRelease:
+    """An adapter that has no ``release``: every other call goes to ``inner``."""
+
+    def __init__(self, inner: MemoryQueueAdapter) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "release":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+class DequeueRaisesOnce(MemoryQueueAdapter):
+    """A memory queue whose first ``dequeue`` raises ``error`` (a bug, not an AdapterError)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error: BaseException | None = error
+
+    def dequeue(self) -> Message | None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return super().dequeue()
+
+
+def app_on(adapter: object, handlers: dict[str, object], **settings: Any) -> Pulpo:
+    """An app whose queue is ``adapter``, registered as a third party would."""
+    from pulpo_core import hookimpl
+
+    class Queue:
+        @hookimpl
+        def pulpo_register_adapters(self, register: Any) -> None:
+            register("under_test", lambda section: adapter)
+
+    return make_app(handlers, {"queue_adapter_type": "under_test", "sleep_duration": 0,
+                               "shutdown_after_number_of_empty_iterations": 1, **settings},
+                    plugins=[Queue()])
+
+
+class TestUnexpectedDequeueErrors:
+    def test_the_worker_logs_it_waits_and_goes_on(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="pulpo")
+        seen: list[str] = []
+        app = app_on(DequeueRaisesOnce(RuntimeError("index out of range in the adapter")),
+                     {"t": lambda m: seen.append("ran")})
+        app.publish(Message("t"))
+        started = time.monotonic()
+        app.start()
+        assert seen == ["ran"]
+        assert time.monotonic() - started >= 0.1, "it retried without waiting"
+        [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert "dequeue failed" in record.getMessage()
+        assert "index out of range in the adapter" in record.getMessage()
+        assert record.exc_info is not None, "the traceback of the bug was not logged"
+
+    @pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(3)],
+                             ids=["KeyboardInterrupt", "SystemExit"])
+    def test_keyboard_interrupt_and_system_exit_still_end_it(
+        self, error: BaseException
+    ) -> None:
+        seen: list[str] = []
+        app = app_on(DequeueRaisesOnce(error), {"t": lambda m: seen.append("ran")})
+        app.publish(Message("t"))
+        with pytest.raises(type(error)):
+            app.start()
+        assert seen == []
+
+
+class CommitRaisesOnce(MemoryQueueAdapter):
+    """A memory queue whose first ``commit`` raises a bug's error (not an AdapterError)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def commit(self, message: Message) -> None:
+        if not self.failed:
+            self.failed = True
+            raise KeyError("a bug while settling")
+        super().commit(message)
+
+
+class TestUnexpectedSettleErrors:
+    def test_the_worker_logs_it_and_goes_on_with_the_next_job(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        seen: list[str] = []
+        adapter = CommitRaisesOnce()
+        app = app_on(adapter, {"t": lambda m: seen.append(m.payload)})
+        app.publish(Message("t", payload="first", priority=1))
+        app.publish(Message("t", payload="second", priority=2))
+        app.start()
+        assert seen == ["first", "second"]
+        [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert "could not be settled" in record.getMessage()
+        assert record.exc_info is not None
+        assert adapter.stats()["reserved"] == 1  # the first job waits for its lease to run out
+
+
+class TestStopDuringDequeue:
+    def run_two(self, inner: StopDuringDequeue, adapter: object) -> tuple[list[str], str]:
+        """Queue two jobs; a stop arrives while the second is dequeued; run the worker."""
+        handled: list[str] = []
+        app = app_on(adapter, {"t": lambda m: handled.append(m.payload)})
+        app.publish(Message("t", payload="first", priority=1))
+        second = app.publish(Message("t", payload="second", priority=2))
+
+        def stop_on_second(message: Message) -> None:
+            if message.payload == "second":
+                app.stop()
+
+        inner.on_job = stop_on_second
+        app.start()
+        assert second.id is not None
+        return handled, second.id
+
+    def test_the_job_it_got_goes_back_unrun_with_its_attempts(self) -> None:
+        adapter = StopDuringDequeue()
+        handled, second = self.run_two(adapter, adapter)
+        assert handled == ["first"]
+        stats = adapter.stats()
+        assert (stats["ready"], stats["reserved"]) == (1, 0)
+        adapter.on_job = lambda message: None
+        again = adapter.dequeue()
+        assert again is not None and again.id == second
+        assert again.attempts == 0
+
+    def test_an_adapter_without_release_rolls_it_back(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="pulpo")
+        inner = StopDuringDequeue()
+        handled, second = self.run_two(inner, WithoutRelease(inner))
+        assert handled == ["first"]
+        back = inner.peek(second)
+        assert back is not None and back.attempts == 1  # a rollback counts one
+        assert inner.stats()["reserved"] == 0
+        assert any("has no release" in r.getMessage() for r in caplog.records)
+
+
+class TestStopBeforeStart:
+    def test_a_stop_before_start_is_kept_and_a_second_start_runs(self) -> None:
+        seen: list[str] = []
+        app = make_app({"t": lambda m: seen.append("ran")},
+                       {"shutdown_after_number_of_empty_iterations": 1, "sleep_duration": 0})
+        app.publish(Message("t"))
+        app.stop()  # e.g. a signal or another thread, before the worker got going
+        app.start()
+        assert seen == []
+        assert not app.stopping.is_set(), "the stop outlived the worker it stopped"
+        app.start()
+        assert seen == ["ran"]
+
+
+class Batching(MemoryQueueAdapter):
+    """A memory queue with the optional ``flush`` of adapters that batch commands."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.error = error
+
+    def commit(self, message: Message) -> None:
+        self.calls.append("commit")
+        super().commit(message)
+
+    def flush(self) -> None:
+        self.calls.append("flush")
+        if self.error is not None:
+            raise self.error
+
+
+class TestFlush:
+    def test_the_worker_flushes_the_adapter_once_as_it_ends(self) -> None:
+        adapter = Batching()
+        app = app_on(adapter, {"t": lambda m: None})
+        app.publish(Message("t"))
+        app.start()
+        assert adapter.calls == ["commit", "flush"]
+
+    def test_a_failed_flush_is_logged_and_the_worker_still_stops(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="pulpo")
+        stopped: list[str] = []
+        from pulpo_core import hookimpl
+
+        class Stop:
+            @hookimpl
+            def pulpo_worker_stop(self, app: Pulpo) -> None:
+                stopped.append("stop")
+
+        adapter = Batching(AdapterError("connection reset"))
+        app = app_on(adapter, {"t": lambda m: None})
+        app.plugin_manager.register(Stop())
+        app.start()
+        assert adapter.calls == ["flush"]
+        assert stopped == ["stop"]
+        assert any(r.levelno == logging.WARNING and "connection reset" in r.getMessage()
+                   for r in caplog.records)

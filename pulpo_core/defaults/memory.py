@@ -138,6 +138,13 @@ class MemoryQueueAdapter:
             job.message = attrs.evolve(job.message, attempts=job.message.attempts + 1)
             self._schedule(job, self._now() + max(0.0, delay))
 
+    def release(self, message: Message) -> None:
+        """Give a reserved job back to ready at once, unrun: its attempts stay as they were."""
+        with self._lock:
+            job = self._settle(message)
+            # Its old ready time keeps its place among the jobs of its priority.
+            self._schedule(job, min(job.ready_at, self._now()))
+
     def bury(self, message: Message, reason: str) -> None:
         with self._lock:
             job = self._settle(message)
