@@ -219,6 +219,13 @@ class Pulpo:
         return result
 
     def _run(self, message: Message) -> Result:
+        runs = message.known_attempts  # never asked of the adapter here: that costs a trip
+        if runs is not None and runs >= self.config.max_number_of_attempts:
+            # Only runs that never finished get here (a failure the handler reported is
+            # buried by the policy first): its worker died, or its lease ran out, every time.
+            return Result.fatal(
+                f"started {runs} time(s) without finishing (its worker died or its lease ran "
+                f"out each time), the most allowed")
         try:
             early = self._call_first("pulpo_before_process", {"message": message, "app": self})
         except Exception as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import time
 
 from pulpo_core import Message
@@ -35,3 +36,9 @@ def slow(message: Message) -> None:
     if message.attempts == 0:
         time.sleep(float(message.body.get("seconds", 0)))
     _record(message, "done")
+
+
+def crash(message: Message) -> None:
+    """Note the start, then kill this worker process outright (a job that crashes its worker)."""
+    _record(message, "start")
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -455,6 +455,45 @@ class TestLease:
         assert published.id is not None and app.queue_adapter.peek(published.id) is None
 
 
+class TestRelease:
+    def test_a_released_job_is_ready_at_once_unchanged(self, make_app: MakeApp) -> None:
+        app = make_app()
+        adapter = app.queue_adapter
+        first = app.publish(Message("t", {"n": 1}, priority=5))
+        app.publish(Message("t", {"n": 2}, priority=5))
+        held = adapter.dequeue()
+        assert held is not None and held.id == first.id
+        adapter.release(held)  # type: ignore[attr-defined]
+        again = adapter.dequeue()
+        assert again is not None and again.id == first.id  # still ahead of the newer job
+        assert (again.attempts, again.priority, again.body) == (0, 5, {"n": 1})
+
+    def test_a_job_dequeued_as_the_worker_stops_goes_back_unrun(
+        self, make_app: MakeApp
+    ) -> None:
+        ran: list[Message] = []
+        app = make_app({"t": ran.append})
+
+        class StopWhenDequeued:
+            @hookimpl
+            def pulpo_worker_start(self, app: Pulpo) -> None:
+                inner = app.queue_adapter.dequeue
+
+                def dequeue() -> Message | None:
+                    found = inner()
+                    app.stop()  # as a SIGTERM landing while dequeue waited
+                    return found
+
+                app.queue_adapter.dequeue = dequeue  # type: ignore[method-assign]
+
+        app.plugin_manager.register(StopWhenDequeued())
+        published = app.publish(Message("t"))
+        app.start()
+        assert ran == []
+        again = app.queue_adapter.dequeue()
+        assert again is not None and again.id == published.id and again.attempts == 0
+
+
 class TestWorkerLoop:
     def test_runs_every_job_then_stops_when_empty(self, make_app: MakeApp) -> None:
         handler = Recorder()

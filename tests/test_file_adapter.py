@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -127,6 +128,130 @@ class TestOrder:
         time.sleep(0.55)
         again = second.dequeue()
         assert again is not None and again.payload == "job" and again.attempts == 1
+
+
+class TestADelayedJobNeverHidesAReadyOne:
+    def test_a_delayed_urgent_job_found_when_the_worker_starts(
+        self, queue: FileQueueAdapter
+    ) -> None:
+        queue.enqueue(Message("t", payload="urgent-later", priority=0, delay=0.4))
+        queue.enqueue(Message("t", payload="ready", priority=10))
+        first = queue.dequeue()  # the worker's first look lists ready/
+        assert first is not None and first.payload == "ready"
+        queue.commit(first)
+        assert queue.dequeue() is None
+        time.sleep(0.45)
+        assert drain(queue) == ["urgent-later"]
+
+    def test_a_delayed_urgent_job_published_while_the_worker_runs(self, tmp_path: Path) -> None:
+        publisher, worker = adapter_on(tmp_path), adapter_on(tmp_path)
+        assert worker.dequeue() is None  # running: it learns of new jobs from the journal
+        publisher.enqueue(Message("t", payload="urgent-later", priority=0, delay=0.4))
+        publisher.enqueue(Message("t", payload="ready", priority=10))
+        assert drain(worker) == ["ready"]
+        time.sleep(0.45)
+        publisher.enqueue(Message("t", payload="ready-too", priority=10))
+        assert drain(worker) == ["urgent-later", "ready-too"]
+
+
+class TestSettlingTouchesOnlyTheAdaptersOwnClaim:
+    """A worker settles only a job it dequeued itself, never another worker's claim of it."""
+
+    @pytest.mark.parametrize("settle", ["commit", "rollback", "bury", "release"])
+    def test_another_adapter_cannot_settle_a_job_the_first_holds(
+        self, tmp_path: Path, settle: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        holder, stranger = adapter_on(tmp_path), adapter_on(tmp_path)
+        sent = holder.enqueue(Message("t", payload="mine"))
+        message = holder.dequeue()
+        assert message is not None
+        claim = files_in(tmp_path / "reserved")
+        with caplog.at_level(logging.WARNING, logger="pulpo.file"):
+            if settle == "bury":
+                stranger.bury(message, "not yours")
+            else:
+                getattr(stranger, settle)(message)
+        assert files_in(tmp_path / "reserved") == claim  # the holder's claim is untouched
+        assert files_in(tmp_path / "ready") == files_in(tmp_path / "buried") == []
+        assert f"job {sent.id} cannot be" in caplog.text and "does not hold it" in caplog.text
+        holder.commit(message)
+        assert holder.stats()["total"] == 0
+
+    def test_settling_a_job_whose_lease_this_adapter_lost_says_it_may_run_again(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        worker = adapter_on(tmp_path, lease_check_interval=0.1)
+        other = adapter_on(tmp_path, lease_check_interval=0.1)
+        sent = worker.enqueue(Message("t", ttr=1))
+        message = worker.dequeue()
+        assert message is not None
+        time.sleep(1.2)
+        taken = other.dequeue()
+        assert taken is not None
+        with pytest.raises(AdapterError, match="no longer reserved"):
+            worker.touch(message)  # the heartbeat finds the lease lost
+        with caplog.at_level(logging.WARNING, logger="pulpo.file"):
+            worker.commit(message)
+        assert f"job {sent.id} cannot be committed" in caplog.text
+        assert "may run again" in caplog.text
+        assert other.stats()["reserved"] == 1
+        other.commit(taken)
+        assert other.stats()["total"] == 0
+
+
+class TestRelease:
+    def test_a_released_job_is_ready_at_once_with_its_attempts_unchanged(
+        self, queue: FileQueueAdapter
+    ) -> None:
+        sent = queue.enqueue(Message("t", payload="job", attempts=2))
+        message = queue.dequeue()
+        assert message is not None
+        queue.release(message)
+        assert queue.stats()["ready"] == 1
+        again = queue.dequeue()
+        assert again is not None and again.id == sent.id and again.attempts == 2
+
+    def test_it_keeps_its_place_before_newer_jobs_of_its_priority(
+        self, tmp_path: Path
+    ) -> None:
+        worker, other = adapter_on(tmp_path), adapter_on(tmp_path)
+        assert other.dequeue() is None  # running: it follows the journal
+        worker.enqueue(Message("t", payload="old"))
+        worker.enqueue(Message("t", payload="new"))
+        message = worker.dequeue()
+        assert message is not None and message.payload == "old"
+        worker.touch(message)  # a heartbeat renamed the claim meanwhile
+        worker.release(message)
+        assert drain(other) == ["old", "new"]
+
+    def test_releasing_a_job_whose_lease_ran_out_leaves_it_alone(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        worker = adapter_on(tmp_path, lease_check_interval=0.1)
+        other = adapter_on(tmp_path, lease_check_interval=0.1)
+        sent = worker.enqueue(Message("t", ttr=1))
+        message = worker.dequeue()
+        assert message is not None
+        time.sleep(1.2)
+        taken = other.dequeue()
+        assert taken is not None and taken.attempts == 1
+        with caplog.at_level(logging.WARNING, logger="pulpo.file"):
+            worker.release(message)
+        assert f"job {sent.id} cannot be released" in caplog.text
+        assert other.stats()["reserved"] == 1 and other.stats()["ready"] == 0
+
+
+class TestRunningADelayedJobByHand:
+    def test_touching_its_file_makes_it_ready_at_the_next_rescan(self, tmp_path: Path) -> None:
+        # What the page says: the modification time is the ready time, whatever the header.
+        queue = adapter_on(tmp_path, rescan_interval=0.1)
+        sent = queue.enqueue(Message("t", payload="later", delay=3600))
+        assert queue.dequeue() is None
+        os.utime(tmp_path / "ready" / f"{sent.id}.json")  # touch ready/<id>.json
+        time.sleep(0.15)
+        message = queue.dequeue()
+        assert message is not None and message.id == sent.id
+        assert message.delay is not None  # the header still says when it was published for
 
 
 class TestPublishMany:
@@ -454,6 +579,21 @@ class TestSpareFiles:
         peeked = queue.peek(second.id or "")
         assert peeked is not None and peeked.payload == "second"
         assert drain(queue) == ["second"]
+
+    def test_with_max_spare_files_0_a_late_commit_still_warns(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        worker = adapter_on(tmp_path, max_spare_files=0, lease_check_interval=0.1)
+        other = adapter_on(tmp_path, max_spare_files=0, lease_check_interval=0.1)
+        sent = worker.enqueue(Message("t", ttr=1))
+        message = worker.dequeue()
+        assert message is not None
+        time.sleep(1.2)
+        assert other.dequeue() is not None
+        with caplog.at_level(logging.WARNING, logger="pulpo.file"):
+            worker.commit(message)
+        assert f"job {sent.id} finished after its lease ran out" in caplog.text
+        assert other.stats()["reserved"] == 1
 
     def test_with_max_spare_files_0_finished_files_are_deleted(self, tmp_path: Path) -> None:
         adapter = adapter_on(tmp_path, max_spare_files=0)

@@ -22,7 +22,8 @@ import pytest
 from pulpo_core import Message, Pulpo
 
 TESTS = Path(__file__).resolve().parent
-HANDLERS = {"record": "file_queue_handlers:record", "slow": "file_queue_handlers:slow"}
+HANDLERS = {"record": "file_queue_handlers:record", "slow": "file_queue_handlers:slow",
+            "crash": "file_queue_handlers:crash"}
 
 
 class Cluster:
@@ -212,6 +213,29 @@ class TestCrashedWorker:
             assert message is not None and message.id == job.id
             assert message.attempts == 1
             adapter.commit(message)
+
+
+    def test_a_job_that_kills_its_worker_every_time_is_buried_after_the_most_attempts(
+        self, cluster: Cluster
+    ) -> None:
+        cluster.write_config(max_number_of_attempts=2)
+        with cluster.app() as app:
+            job = app.publish(Message("crash", ttr=1))
+
+            def buried() -> bool:
+                return app.queue_adapter.stats()["buried"] == 1
+
+            deadline = time.monotonic() + 60
+            while not buried():  # a supervisor starts a new worker whenever one dies
+                assert time.monotonic() < deadline, cluster.logs()
+                if all(process.poll() is not None for process in cluster.processes):
+                    cluster.start_worker()
+                time.sleep(0.1)
+            cluster.stop_workers()
+            assert len(cluster.records_by_id("start")[job.id]) == 2  # not a third time
+            kept = app.queue_adapter.peek(str(job.id))
+            assert kept is not None
+            assert "started 2 time(s) without finishing" in kept.header["buried_reason"]
 
 
 class TestLongJob:

@@ -65,12 +65,14 @@ class FileQueueMachine(RuleBasedStateMachine):
         key = DEFAULT_PRIORITY if priority is None else priority
         self.jobs[sent.id] = Job(key, tick, tick, "ready")
 
-    @rule(worker=st.integers(0, WORKERS - 1))
-    def publish_delayed(self, worker: int) -> None:
-        sent = self.workers[worker].enqueue(Message("t", delay=3600))
+    @rule(priority=st.sampled_from([None, 0]), worker=st.integers(0, WORKERS - 1))
+    def publish_delayed(self, priority: int | None, worker: int) -> None:
+        # An urgent delayed job must not hide the ready ones while it waits.
+        sent = self.workers[worker].enqueue(Message("t", priority=priority, delay=3600))
         assert sent.id is not None
         tick = next(self.clock)
-        self.jobs[sent.id] = Job(DEFAULT_PRIORITY, 10**9, tick, "delayed")
+        key = DEFAULT_PRIORITY if priority is None else priority
+        self.jobs[sent.id] = Job(key, 10**9, tick, "delayed")
 
     @rule(worker=st.integers(0, WORKERS - 1))
     def dequeue(self, worker: int) -> None:
@@ -102,6 +104,14 @@ class FileQueueMachine(RuleBasedStateMachine):
         job = self.jobs[job_id]
         self.workers[job.holder].rollback(self.message(job_id, job), delay=0)
         job.state, job.attempts, job.ready_at = "ready", job.attempts + 1, next(self.clock)
+
+    @precondition(lambda self: bool(self.ids_in("reserved")))
+    @rule(data=st.data())
+    def release(self, data: Any) -> None:
+        job_id = data.draw(st.sampled_from(self.ids_in("reserved")))
+        job = self.jobs[job_id]
+        self.workers[job.holder].release(self.message(job_id, job))
+        job.state = "ready"  # unrun: same attempts, same ready time, so the same place
 
     @precondition(lambda self: bool(self.ids_in("reserved")))
     @rule(data=st.data(), reason=st.sampled_from(["bad input", "no handler"]))

@@ -522,3 +522,19 @@ class TestFlush:
         assert stopped == ["stop"]
         assert any(r.levelno == logging.WARNING and "connection reset" in r.getMessage()
                    for r in caplog.records)
+
+
+class TestRunsThatNeverFinished:
+    def test_a_job_whose_attempts_are_spent_is_buried_without_running(self) -> None:
+        ran: list[Message] = []
+        app = make_app({"t": ran.append}, {"queue_adapter_type": "memory",
+                                           "max_number_of_attempts": 3, "sleep_duration": 0,
+                                           "shutdown_after_number_of_empty_iterations": 1})
+        # As a job looks after its worker died three times (each lost lease counts).
+        spent = app.publish(Message("t", attempts=3))
+        fresh = app.publish(Message("t", attempts=2))
+        app.start()
+        assert [message.id for message in ran] == [fresh.id]
+        kept = app.queue_adapter.peek(str(spent.id))
+        assert kept is not None
+        assert "started 3 time(s) without finishing" in kept.header["buried_reason"]

@@ -17,11 +17,13 @@ How a job moves: every state change is a ``rename``, which is atomic, so a job i
 exactly one process (the others' renames fail with "no such file") and no global lock is needed.
 New content is written under ``tmp/`` and renamed into place, so a crash leaves the whole file or
 nothing; the file written is preferably a spare (see :mod:`pulpo_file.spares`). How a worker
-finds its next job without listing ``ready/``: it keeps a heap of ``(priority, ready time, id)``
-fed by the journal (see :mod:`pulpo_file.journal`); a dequeue pops the heap and renames the
-job's file into ``reserved/``. A heap entry that is out of date (the job was taken, deleted or
-rescheduled by another process) is recognised when its rename fails or the claimed file's ready
-time is still in the future, and skipped.
+finds its next job without listing ``ready/``: it keeps two heaps fed by the journal (see
+:mod:`pulpo_file.journal`): delayed jobs by ``(ready time, priority, id)`` and ready jobs by
+``(priority, ready time, id)``. A dequeue first moves the delayed jobs that came due to the ready
+heap, then pops the ready heap and renames the job's file into ``reserved/``; a delayed job never
+hides a ready one. A heap entry that is out of date (the job was taken, deleted or rescheduled
+by another process) is recognised when its rename fails or the claimed file's ready time (its
+modification time, the only one that counts) is still in the future, and skipped.
 
 Leases: the deadline is part of the reserved file's name. ``touch`` renames the file to a later
 deadline; any process that finds a deadline in the past renames the file to a name of its own
@@ -161,9 +163,11 @@ class FileQueueAdapter:
         # The worker side starts on the first dequeue, so publishers and operator commands never
         # pay for building the index.
         self._reading = False
-        self._heap: list[tuple[int, int, str]] = []
+        self._heap: list[tuple[int, int, str]] = []  # ready: (priority, ready time, id)
+        self._delayed: list[tuple[int, int, str]] = []  # not yet due: (ready time, priority, id)
         self._index: dict[str, int] = {}  # id -> ready time of its newest heap entry
         self._held: dict[str, str] = {}  # id -> reserved file name, for jobs this adapter claimed
+        self._lost: set[str] = set()  # jobs this adapter held whose lease ran out, until settled
         self._next_rescan = 0.0
         self._next_lease_check = 0.0
         self._closed = False
@@ -399,7 +403,18 @@ class FileQueueAdapter:
         if self._index.get(job_id) == ready_ns:
             return
         self._index[job_id] = ready_ns
-        heapq.heappush(self._heap, (priority_of(job_id), ready_ns, job_id))
+        if ready_ns > time.time_ns():
+            heapq.heappush(self._delayed, (ready_ns, priority_of(job_id), job_id))
+        else:
+            heapq.heappush(self._heap, (priority_of(job_id), ready_ns, job_id))
+
+    def _promote(self, now_ns: int) -> None:
+        """Move the delayed jobs that are due now to the ready heap."""
+        delayed, heap, index = self._delayed, self._heap, self._index
+        while delayed and delayed[0][0] <= now_ns:
+            ready_ns, priority, job_id = heapq.heappop(delayed)
+            if index.get(job_id) == ready_ns:
+                heapq.heappush(heap, (priority, ready_ns, job_id))
 
     def _start_reading(self) -> None:
         # First: what is published from now on is read from the journal.
@@ -412,8 +427,10 @@ class FileQueueAdapter:
     def _rescan(self) -> None:
         """Rebuild the index from the names and mtimes in ``ready/`` (no file is opened)."""
         heap: list[tuple[int, int, str]] = []
+        delayed: list[tuple[int, int, str]] = []
         index: dict[str, int] = {}
         foreign = []
+        now_ns = time.time_ns()
         with os.scandir(self._ready) as entries:
             for entry in entries:
                 name = entry.name
@@ -426,9 +443,13 @@ class FileQueueAdapter:
                 except FileNotFoundError:
                     continue
                 index[job_id] = ready_ns
-                heap.append((priority_of(job_id), ready_ns, job_id))
+                if ready_ns > now_ns:
+                    delayed.append((ready_ns, priority_of(job_id), job_id))
+                else:
+                    heap.append((priority_of(job_id), ready_ns, job_id))
         heapq.heapify(heap)
-        self._heap, self._index = heap, index
+        heapq.heapify(delayed)
+        self._heap, self._delayed, self._index = heap, delayed, index
         self._next_rescan = time.monotonic() + self.settings.rescan_interval
         for name in foreign:
             self._set_aside(
@@ -460,14 +481,18 @@ class FileQueueAdapter:
     # -- claiming ------------------------------------------------------------------------
 
     def dequeue(self) -> Message | None:
-        """Claim the next ready job (priority, then ready time, then age); ``None`` if none."""
+        """Claim the next ready job (priority, then ready time, then age); ``None`` if none.
+
+        Delayed jobs are invisible until due, whatever their priority.
+        """
         with self._lock:
             self._check_open()
             try:
                 self._refresh()
                 now_ns = time.time_ns()
+                self._promote(now_ns)
                 heap, index = self._heap, self._index
-                while heap and heap[0][1] <= now_ns:
+                while heap:
                     _, ready_ns, job_id = heapq.heappop(heap)
                     if index.get(job_id) != ready_ns:
                         continue  # superseded by a newer entry for the same job
@@ -497,14 +522,13 @@ class FileQueueAdapter:
             return None
         if self._misplaced(path, job_id, message):
             return None
-        due_ns = max(mtime_ns, int(message.delay.timestamp() * 1e9) if message.delay else 0)
-        if due_ns > now_ns:
+        # The file's modification time is the job's ready time, the only one that counts (the
+        # header's delay keeps the moment the job was published for; an operator may `touch`).
+        if mtime_ns > now_ns:
             # Our entry was out of date: the job was retried with a delay since. Put it back;
             # the entry for its new ready time is (or will be) in the index.
-            if due_ns != mtime_ns:
-                os.utime(path, ns=(due_ns, due_ns))
             os.rename(path, os.path.join(self._ready, job_id + JSON))
-            self._note(job_id, due_ns)
+            self._note(job_id, mtime_ns)
             return None
         ttr = self._ttr_of(message)
         if ttr != self.default_ttr:
@@ -512,6 +536,7 @@ class FileQueueAdapter:
             os.rename(path, os.path.join(self._reserved, renamed))
             name = renamed
         self._held[job_id] = name
+        self._lost.discard(job_id)
         if message.id != job_id or message.ttr is None:
             message = attrs.evolve(message, id=job_id, ttr=ttr)
         return message
@@ -545,15 +570,22 @@ class FileQueueAdapter:
 
     # -- leases --------------------------------------------------------------------------
 
-    def _held_name(self, job_id: str) -> str | None:
-        """The reserved file of a job this adapter claimed, or any process's claim of it."""
-        name = self._held.get(job_id)
-        if name is not None:
-            return name
-        for candidate in os.listdir(self._reserved):
-            if candidate.startswith(job_id + "."):
-                return candidate
-        return None
+    def _reserved_anywhere(self, job_id: str) -> bool:
+        """Whether any process (this one or another) has a claim on the job."""
+        if job_id in self._held:
+            return True
+        return any(name.startswith(job_id + ".") for name in os.listdir(self._reserved))
+
+    def _not_held(self, job_id: str, verb: str) -> None:
+        """Warn that a job this adapter does not hold (any more) cannot be ``verb``."""
+        if job_id in self._lost:
+            self._lost.discard(job_id)
+            log.warning("job %s cannot be %s: its lease ran out and it went back to the queue, "
+                        "so it may run again", job_id, verb)
+        else:
+            log.warning("job %s cannot be %s: this worker does not hold it (it was not "
+                        "dequeued here, or it was already settled); nothing was changed",
+                        job_id, verb)
 
     def touch(self, message: Message) -> None:
         """Extend the lease on a job this adapter reserved by another ``ttr`` seconds."""
@@ -573,6 +605,7 @@ class FileQueueAdapter:
                           os.path.join(self._reserved, renewed))
             except FileNotFoundError:
                 del self._held[job_id]
+                self._lost.add(job_id)
                 raise AdapterError(
                     f"job {job_id!r} is no longer reserved by this worker (its lease ran out "
                     f"or it was deleted)"
@@ -600,6 +633,7 @@ class FileQueueAdapter:
                 continue  # renewed, settled or taken by another process meanwhile
             if self._held.get(job_id) == name:
                 del self._held[job_id]
+                self._lost.add(job_id)
             try:
                 message, _ = self._read(claimed)
             except _Unreadable as error:
@@ -627,13 +661,14 @@ class FileQueueAdapter:
     # -- settling ------------------------------------------------------------------------
 
     def _take_back(self, job_id: str, verb: str) -> str | None:
-        """Renew the lease just before settling, so a lease that ran out is noticed."""
-        name = self._held_name(job_id)
+        """Renew the lease just before settling, so a lease that ran out is noticed.
+
+        Only this adapter's own claim of the job (recorded when it dequeued it) is taken; when
+        there is none, a warning names the job and ``None`` is returned: nothing is touched.
+        """
+        name = self._held.get(job_id)
         if name is None:
-            if self._exists(job_id):
-                raise AdapterError(f"job {job_id!r} is not reserved, so it cannot be {verb}")
-            log.warning("job %s cannot be %s: it is gone (deleted, or its lease ran out and "
-                        "another worker took it)", job_id, verb)
+            self._not_held(job_id, verb)
             return None
         parsed = _parse_reserved(name)
         assert parsed is not None
@@ -642,8 +677,8 @@ class FileQueueAdapter:
             os.rename(os.path.join(self._reserved, name), os.path.join(self._reserved, renewed))
         except FileNotFoundError:
             self._held.pop(job_id, None)
-            log.warning("job %s cannot be %s: its lease ran out and it went back to the queue",
-                        job_id, verb)
+            log.warning("job %s cannot be %s: its lease ran out (or it was deleted) and it "
+                        "went back to the queue, so it may run again", job_id, verb)
             return None
         self._held[job_id] = renewed
         return os.path.join(self._reserved, renewed)
@@ -662,12 +697,9 @@ class FileQueueAdapter:
         with self._lock:
             self._check_open()
             try:
-                name = self._held_name(job_id)
+                name = self._held.get(job_id)
                 if name is None:
-                    if self._exists(job_id):
-                        raise AdapterError(f"job {job_id!r} is not reserved, so it cannot be "
-                                           "committed")
-                    log.warning("job %s was already gone when committed", job_id)
+                    self._not_held(job_id, "committed")
                     return
                 path = os.path.join(self._reserved, name)
                 try:
@@ -677,8 +709,8 @@ class FileQueueAdapter:
                         self._spares.give(path, job_id, self._token())
                     self._log_gone(job_id)
                 except FileNotFoundError:
-                    log.warning("job %s finished after its lease ran out; it went back to the "
-                                "queue and will run again", job_id)
+                    log.warning("job %s finished after its lease ran out (or it was deleted); "
+                                "it went back to the queue and may run again", job_id)
                 finally:
                     self._held.pop(job_id, None)
             except OSError as error:
@@ -703,6 +735,44 @@ class FileQueueAdapter:
                 raise AdapterError(
                     f"job {job_id!r} could not be released: {error.strerror or error}"
                 ) from error
+
+    def release(self, message: Message) -> None:
+        """Give a job this adapter holds back to ready at once, unrun and unchanged.
+
+        Its attempts stay as they were and it keeps its ready time, so it takes its old place
+        among the jobs of its priority. Used by a worker that was asked to stop after it had
+        dequeued the job. A job this adapter does not hold (any more) is left alone, with a
+        warning.
+        """
+        job_id = check_id(message.id)
+        with self._lock:
+            self._check_open()
+            name = self._held.get(job_id)
+            if name is None:
+                self._not_held(job_id, "released")
+                return
+            path = os.path.join(self._reserved, name)
+            try:
+                try:
+                    mtime_ns = os.stat(path).st_mtime_ns
+                    ready_ns = min(mtime_ns, time.time_ns())
+                    if ready_ns != mtime_ns:  # the clock went back: ready now, not later
+                        os.utime(path, ns=(ready_ns, ready_ns))
+                    os.rename(path, os.path.join(self._ready, job_id + JSON))
+                except FileNotFoundError:
+                    self._held.pop(job_id, None)
+                    log.warning("job %s cannot be released: its lease ran out (or it was "
+                                "deleted) and it went back to the queue", job_id)
+                    return
+                self._held.pop(job_id, None)
+                folder_fd = self._folder_fd(self._ready)
+                if folder_fd is not None:
+                    os.fsync(folder_fd)
+            except OSError as error:
+                raise AdapterError(
+                    f"job {job_id!r} could not be released: {error.strerror or error}"
+                ) from error
+            self._announce(job_id, ready_ns)
 
     def bury(self, message: Message, reason: str) -> None:
         """Move the job to ``buried/``; ``peek`` shows ``reason`` as header ``buried_reason``."""
@@ -980,7 +1050,7 @@ class FileQueueAdapter:
         job_id = check_id(message.id)
         log.warning("job file %s holds job %s (renames lost in a power cut): moving it",
                     path, job_id)
-        if self._exists(job_id) or self._held_name(job_id) is not None:
+        if self._exists(job_id) or self._reserved_anywhere(job_id):
             self._discard(path, job_id)  # the job lives on under its own name; this is older
             return
         buried = BURIED_REASON in message.extra_header

@@ -77,10 +77,12 @@ class SparePool:
         """Keep the file at ``path`` (holding job ``job_id``) as a spare, or delete it.
 
         The spare's name is new (``<id>.<token>``), so it never replaces a spare being taken.
+
+        :raises FileNotFoundError: when there is no file at ``path`` (kept or not), so a
+            caller can tell that the job's file was gone.
         """
         if self._count >= self.max_files:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            os.unlink(path)
             return
         name = f"{job_id}.{token}"
         os.rename(path, os.path.join(self.folder, name))
