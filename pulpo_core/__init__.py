@@ -13,7 +13,14 @@ if TYPE_CHECKING:
     from pulpo_core.adapter import QueueAdapter
     from pulpo_core.app import Pulpo
     from pulpo_core.config import Config
-    from pulpo_core.errors import AdapterError, ConfigError, NotFound, PluginError, PulpoError
+    from pulpo_core.errors import (
+        AdapterError,
+        ConfigError,
+        NotFound,
+        PartialEnqueue,
+        PluginError,
+        PulpoError,
+    )
     from pulpo_core.markers import hookimpl
     from pulpo_core.message import Message
     from pulpo_core.result import FatalError, Result, TransientError
@@ -26,6 +33,7 @@ _LAZY = {
     "FatalError": "pulpo_core.result",
     "Message": "pulpo_core.message",
     "NotFound": "pulpo_core.errors",
+    "PartialEnqueue": "pulpo_core.errors",
     "PluginError": "pulpo_core.errors",
     "Pulpo": "pulpo_core.app",
     "PulpoError": "pulpo_core.errors",
@@ -56,6 +64,7 @@ __all__ = [
     "FatalError",
     "Message",
     "NotFound",
+    "PartialEnqueue",
     "PluginError",
     "Pulpo",
     "PulpoError",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pulpo_core.message import Message
+
 
 class PulpoError(Exception):
     """Base of pulpo's own errors."""
@@ -17,6 +22,15 @@ class PluginError(PulpoError):
 
 class AdapterError(PulpoError):
     """The queue could not do what was asked (server gone, disk full, job too big, ...)."""
+
+
+class PartialEnqueue(AdapterError):
+    """``publish_many`` (an adapter's ``enqueue_many``) queued some of the jobs, not all."""
+
+    def __init__(self, text: str, queued: list[Message | None]) -> None:
+        super().__init__(text)
+        #: Per message given, in order: the queued message with its id, or None if not queued.
+        self.queued = queued
 
 
 class NotFound(PulpoError, LookupError):

@@ -171,7 +171,7 @@ class TestServerAnswers:
     def test_a_batch_reports_which_jobs_were_refused(
         self, small_jobs_server: BeanstalkdServer
     ) -> None:
-        from pulpo_beanstalkd.adapter import PartialEnqueue
+        from pulpo_core import PartialEnqueue
 
         app = Pulpo(settings_for(small_jobs_server.port))
         try:

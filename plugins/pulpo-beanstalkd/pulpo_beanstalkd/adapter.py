@@ -30,7 +30,7 @@ from pulpo_beanstalkd.codec import (
 from pulpo_beanstalkd.connection import Connection, PipelinedClient, describe
 from pulpo_beanstalkd.settings import SECTION, BeanstalkdSettings
 from pulpo_core.config import load_section
-from pulpo_core.errors import AdapterError
+from pulpo_core.errors import AdapterError, PartialEnqueue
 from pulpo_core.message import Message
 
 log = logging.getLogger("pulpo.beanstalkd")
@@ -46,15 +46,6 @@ SERVER_FIGURES = (
     "current-connections", "current-workers", "current-producers", "current-waiting",
     "total-jobs", "job-timeouts", "max-job-size", "uptime", "binlog-current-index",
 )
-
-
-class PartialEnqueue(AdapterError):
-    """``enqueue_many`` queued some jobs but the server refused others."""
-
-    def __init__(self, text: str, queued: list[Message | None]) -> None:
-        super().__init__(text)
-        #: Per message given, in order: the queued message with its id, or None if refused.
-        self.queued = queued
 
 
 def _job(job_id: int) -> greenstalk.Job[bytes]:

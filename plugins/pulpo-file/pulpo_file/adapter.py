@@ -47,7 +47,7 @@ from typing import Any
 import attrs
 
 from pulpo_core.config import load_section
-from pulpo_core.errors import AdapterError
+from pulpo_core.errors import AdapterError, PartialEnqueue
 from pulpo_core.message import DEFAULT_PRIORITY, Message
 from pulpo_file.config import SECTION, FileQueueConfig
 from pulpo_file.files import (
@@ -98,15 +98,6 @@ def _without_reason(message: Message) -> Message:
         return message
     extras = {k: v for k, v in message.extra_header.items() if k != BURIED_REASON}
     return attrs.evolve(message, extra_header=extras)
-
-
-class PartialEnqueue(AdapterError):
-    """``enqueue_many`` queued some of the jobs but could not write the others."""
-
-    def __init__(self, text: str, queued: list[Message | None]) -> None:
-        super().__init__(text)
-        #: Per message given, in order: the queued message with its id, or None if not queued.
-        self.queued = queued
 
 
 class _Unreadable(Exception):
