@@ -19,6 +19,9 @@ from pulpo_core.message import Message
 from pulpo_core.plugins import PulpoPluginManager, build_plugin_manager
 from pulpo_core.result import Action, Bury, Commit, Drop, Result, Retry
 
+#: How the reason of a job buried for runs that never finished begins (for result policies).
+UNFINISHED_RUNS = "unfinished runs"
+
 log = logging.getLogger("pulpo")
 
 
@@ -219,13 +222,6 @@ class Pulpo:
         return result
 
     def _run(self, message: Message) -> Result:
-        runs = message.known_attempts  # never asked of the adapter here: that costs a trip
-        if runs is not None and runs >= self.config.max_number_of_attempts:
-            # Only runs that never finished get here (a failure the handler reported is
-            # buried by the policy first): its worker died, or its lease ran out, every time.
-            return Result.fatal(
-                f"started {runs} time(s) without finishing (its worker died or its lease ran "
-                f"out each time), the most allowed")
         try:
             early = self._call_first("pulpo_before_process", {"message": message, "app": self})
         except Exception as error:
@@ -233,6 +229,13 @@ class Pulpo:
             return Result.transient(error)
         if early is not None:
             return early  # type: ignore[no-any-return]
+        runs = message.known_attempts  # never asked of the adapter here: that costs a trip
+        if runs is not None and runs >= self.config.max_number_of_attempts:
+            # Only runs that never finished get here (a failure the handler reported is
+            # buried by the policy first): its worker died, or its lease ran out, every time.
+            return Result.fatal(
+                f"{UNFINISHED_RUNS}: started {runs} time(s) without finishing (its worker died "
+                f"or its lease ran out each time), the most allowed")
         handler = self.handlers.get(message.request_type)
         if handler is None:
             return Result.fatal(f"no handler for request type {message.request_type!r}")

@@ -97,6 +97,10 @@ class Message:
     ) -> None:
         # Written for speed (every publish builds one, every dequeue reads one): the checks
         # below are those of the fields, skipped only for values that need none.
+        if extra_header and not extra_header.keys().isdisjoint(_HEADER_KEY_SET):
+            taken = sorted(_HEADER_KEY_SET.intersection(extra_header))
+            raise ValueError(f"extra_header cannot hold {', '.join(taken)}: a field of its own "
+                             f"(pass it as an argument)")
         if header is not None:
             if not isinstance(header, Mapping):
                 raise ValueError(f"header must be a mapping, not {type(header).__name__}")

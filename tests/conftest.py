@@ -51,7 +51,8 @@ class BeanstalkdServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, binary: str, binlog: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, binary: str, binlog: Path | None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.binary = binary
         self.binlog = binlog
         self.extra_args = extra_args  # e.g. ("-z", "1024") for a small max job size
@@ -59,10 +60,12 @@ class BeanstalkdServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.binlog.mkdir(parents=True, exist_ok=True)
+        binlog: tuple[str, ...] = ()  # None: a server that keeps its jobs in memory only
+        if self.binlog is not None:
+            self.binlog.mkdir(parents=True, exist_ok=True)
+            binlog = ("-b", str(self.binlog))
         self.process = subprocess.Popen(
-            [self.binary, "-l", self.host, "-p", str(self.port), "-b", str(self.binlog),
-             *self.extra_args],
+            [self.binary, "-l", self.host, "-p", str(self.port), *binlog, *self.extra_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

@@ -347,16 +347,22 @@ class TestRelease:
         stats = adapter.stats()
         assert (stats["reserved"], stats["buried"]) == (1, 0)
 
-    def test_a_commit_goes_out_with_the_next_command_or_on_flush(self, make_app: MakeApp) -> None:
+    def test_a_commit_does_not_wait_for_the_server_yet_the_job_is_gone_at_once(
+        self, make_app: MakeApp
+    ) -> None:
         app = make_app()
         adapter, observer = app.queue_adapter, make_app().queue_adapter
         published = app.publish(Message("t"))
         held = adapter.dequeue()
         assert held is not None
         adapter.commit(held)
-        assert observer.peek(str(published.id)) is not None  # not sent yet: still reserved
+        assert adapter._worker.client.pending  # the answer is not read yet ...
+        deadline = time.monotonic() + 2
+        while observer.peek(str(published.id)) is not None:  # ... but the delete was sent
+            assert time.monotonic() < deadline, "the job is still there"
+            time.sleep(0.01)
         adapter.flush()
-        assert observer.peek(str(published.id)) is None
+        assert not adapter._worker.client.pending
 
 
 class TestForeignJobs:

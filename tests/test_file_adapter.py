@@ -154,6 +154,55 @@ class TestADelayedJobNeverHidesAReadyOne:
         assert drain(worker) == ["urgent-later", "ready-too"]
 
 
+class TestAJobDueDuringADequeue:
+    def test_is_put_back_once_not_claimed_over_and_over(
+        self, queue: FileQueueAdapter, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import pulpo_file.adapter as module
+
+        job = queue.enqueue(Message("t", payload="retried", delay=0.2))
+        assert queue.dequeue() is None  # the worker's index now holds the job, delayed
+        time.sleep(0.25)
+        worker = queue
+        # A clock that moves one microsecond a call (what makes the race certain), and the job
+        # retried by another process to be due a few calls into this dequeue.
+        clock = iter(range(time.time_ns(), 2**63, 1000))
+        monkeypatch.setattr(module, "time", _Clock(lambda: next(clock)))
+        ready = Path(queue.path) / "ready" / f"{job.id}.json"
+        due = next(clock) + 2000
+        os.utime(ready, ns=(due, due))
+        renames = _count_calls(monkeypatch, module.os, "rename")
+        assert worker.dequeue() is None  # not due when this dequeue began
+        assert renames[0] <= 2, f"{renames[0]} renames: the job went round and round"
+        monkeypatch.undo()
+        again = worker.dequeue()
+        assert again is not None and again.id == job.id
+
+
+class _Clock:
+    """The ``time`` module with ``time_ns`` replaced."""
+
+    def __init__(self, time_ns: Any) -> None:
+        self.time_ns = time_ns
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
+    calls = [0]
+    original = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] > 1000:
+            raise RuntimeError("endless loop")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
 class TestSettlingTouchesOnlyTheAdaptersOwnClaim:
     """A worker settles only a job it dequeued itself, never another worker's claim of it."""
 

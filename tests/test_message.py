@@ -103,6 +103,17 @@ class TestWithId:
                 assert getattr(copy, field.name) == getattr(message, field.name), field.name
 
 
+class TestExtraHeader:
+    def test_a_field_of_its_own_is_refused_in_the_extra_header(self) -> None:
+        with pytest.raises(ValueError, match="extra_header cannot hold priority"):
+            Message("t", extra_header={"priority": 9, "trace": "x"})
+
+    def test_other_keys_travel_in_the_header(self) -> None:
+        message = Message("t", extra_header={"trace": "x"})
+        assert message.header["trace"] == "x"
+        assert Message.from_dict(message.to_dict()).extra_header == {"trace": "x"}
+
+
 class TestPriority:
     @pytest.mark.parametrize("given", [-1, -(2**40)])
     def test_negative_becomes_the_highest(self, given: int) -> None:

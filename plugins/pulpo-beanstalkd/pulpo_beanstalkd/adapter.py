@@ -37,6 +37,8 @@ log = logging.getLogger("pulpo.beanstalkd")
 
 #: How many bury reasons a process remembers for ``peek`` (beanstalkd stores none).
 REASONS_KEPT = 10_000
+#: Seconds ``flush`` tries to reconnect to send deletes lost with a connection.
+FLUSH_WAIT = 2.0
 #: How many puts ``enqueue_many`` writes before reading their answers.
 PUTS_PER_WRITE = 500
 #: The job states beanstalkd counts per tube, as ``stats()`` names them.
@@ -89,6 +91,8 @@ class Reservation:
 
     #: The worker connection's generation when the job was reserved.
     generation: int
+    #: The ``id`` of the beanstalkd that handed it out.
+    server: str
     attempts: LazyAttempts
     #: The job's body as reserved (kept to recognise the job after a reconnection).
     body: bytes
@@ -113,8 +117,9 @@ class BeanstalkdQueueAdapter:
                                   watch=settings.watched, role="worker")
         self._reserved: dict[int, Reservation] = {}
         self._reasons: dict[int, str] = {}
-        # A commit's delete leaves with the next command: when the adapter is dropped or the
-        # interpreter exits without close(), the last one still goes out.
+        # A commit's answer is read with the next command's: when the adapter is dropped or
+        # the interpreter exits without close(), the last one is still read (and a delete lost
+        # with a broken connection sent again).
         weakref.finalize(self, self._worker.close)
 
     def __repr__(self) -> str:
@@ -222,13 +227,13 @@ class BeanstalkdQueueAdapter:
         timeout = self.settings.reserve_timeout
         worker = self._worker
 
-        def reserve(client: PipelinedClient) -> tuple[int, bytes, int]:
+        def reserve(client: PipelinedClient) -> tuple[int, bytes, int, str]:
             job_id, body = client.reserve_raw(timeout)
-            return job_id, body, worker.generation  # under the connection's lock
+            return job_id, body, worker.generation, worker.server_id  # under the lock
 
         while True:
             try:
-                job_id, body, generation = worker.call(reserve, wait=timeout)
+                job_id, body, generation, server = worker.call(reserve, wait=timeout)
             except greenstalk.TimedOutError:
                 return None
             except greenstalk.DeadlineSoonError:
@@ -244,7 +249,7 @@ class BeanstalkdQueueAdapter:
             except ValueError as error:
                 self._bury_unreadable(job_id, error)
                 continue
-            self._reserved[job_id] = Reservation(generation, attempts, body)
+            self._reserved[job_id] = Reservation(generation, server, attempts, body)
             if message.ttr is None:  # put by another client in pulpo's format, without a ttr
                 message = attrs.evolve(message, ttr=self._server_ttr(job_id))
             return message
@@ -258,7 +263,6 @@ class BeanstalkdQueueAdapter:
     def _attempts_of(self, lazy: LazyAttempts) -> int:
         """Failed runs of a job before the run it was dequeued for (see :class:`LazyAttempts`)."""
         job_id = lazy.job_id
-        self._worker.flush()  # a delete in the outbox may be this job's: then it is gone
         try:
             return failed_runs(self._job_stats(job_id), reserved=True)
         except greenstalk.NotFoundError:
@@ -295,15 +299,31 @@ class BeanstalkdQueueAdapter:
         with worker.lock:
             client = worker.client
             if client is not None and reservation is not None and self._ours(reservation):
-                # Sent with the next command (the worker's next reserve), its answer read
-                # with that command's: no write and no wait here.
-                client.send_delete(job_id, reservation.body)
+                # Sent now, its answer read with the next command's (the worker's next
+                # reserve): the server deletes the job at once, and no one waits for that.
+                try:
+                    client.send_delete(job_id, reservation.body)
+                except OSError as error:
+                    worker.drop(error)  # the delete is sent again on the new connection
                 return
         # Reserved on a connection that has since dropped (the job went back to ready), or not
-        # dequeued here: delete it on the current connection if it is not another worker's.
-        try:
-            worker.call(lambda client: client.delete(job_id), wait=self._wait)
+        # dequeued here: delete it on the current connection if it is not another worker's,
+        # and if its id still names it (see Connection.same_server_or_binlog).
+
+        def delete_again(client: PipelinedClient) -> str:
             if reservation is not None:
+                if not worker.same_server_or_binlog(reservation.server):
+                    return "beanstalkd restarted without a binlog since, so it went with it"
+                if client.peek(job_id).body != reservation.body:
+                    return f"the server's job {job_id} now is another job: left alone"
+            client.delete(job_id)
+            return ""
+
+        try:
+            why_not = worker.call(delete_again, wait=self._wait)
+            if why_not:
+                log.info("job %d was done; %s", job_id, why_not)
+            elif reservation is not None:
                 log.info("job %d deleted after reconnecting", job_id)
         except greenstalk.NotFoundError:
             log.warning("job %d was done but could not be deleted: its reservation was lost "
@@ -342,8 +362,9 @@ class BeanstalkdQueueAdapter:
 
         beanstalkd counts every reservation, and a plain ``release`` would make the job's next
         run see one more failed attempt. A reservation that ends buried is not counted as a
-        failure (see :func:`failed_runs`), so the job is buried and at once kicked back to
-        ready, with its priority, in one write.
+        failure (see :func:`failed_runs`), so the job is buried and then kicked back to ready,
+        with its priority. Two round trips, not one write: the kick must follow a bury that
+        worked, or it could kick a job another worker buried.
         """
         job_id = parse_job_id(message.id)
         reservation = self._reserved.pop(job_id, None)
@@ -352,23 +373,32 @@ class BeanstalkdQueueAdapter:
             log.warning("job %d could not be handed back: the connection that reserved it "
                         "dropped, so beanstalkd released it already", job_id)
             return
-
-        def bury_and_kick(client: PipelinedClient) -> None:
-            client.bury(_job(job_id), priority)
-            client.kick_job(job_id)
-
+        worker = self._worker
         try:
-            self._worker.call(bury_and_kick, wait=self._wait, retry=False)
+            worker.call(lambda client: client.bury(_job(job_id), priority),
+                        wait=self._wait, retry=False)
         except greenstalk.NotFoundError:
             log.warning("job %d could not be handed back: it is no longer reserved by this "
                         "worker (its ttr ran out), so it is back in the queue already", job_id)
+            return
         except (AdapterError, greenstalk.Error) as error:
-            log.error("job %d could not be handed back (%s); if it is buried, `pulpo kick` "
+            log.warning("job %d could not be handed back (%s); beanstalkd puts it back when "
+                        "the connection closes", job_id, describe(error))
+            return
+        try:
+            worker.call(lambda client: client.kick_job(job_id), wait=self._wait)
+        except (AdapterError, greenstalk.Error) as error:
+            self._remember(job_id, "handed back at a worker's stop, then not kicked")
+            log.error("job %d was buried to be handed back but not kicked (%s); `pulpo kick` "
                       "returns it to ready", job_id, describe(error))
 
     def flush(self) -> None:
-        """Send the deletes batched with the next command, and read their answers."""
-        self._worker.flush()
+        """Read the answers owed for commits (the worker calls this when its loop ends).
+
+        A delete lost with a broken connection is sent again if the server can be reached
+        within :data:`FLUSH_WAIT` seconds: a stopping worker must not outwait its grace period.
+        """
+        self._worker.flush(wait=FLUSH_WAIT)
 
     def bury(self, message: Message, reason: str) -> None:
         job_id = parse_job_id(message.id)

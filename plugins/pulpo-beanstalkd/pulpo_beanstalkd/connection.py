@@ -121,9 +121,13 @@ def set_timeouts(sock: socket.socket, seconds: float) -> None:
     """
     whole = int(seconds)
     value = struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    except OSError:  # a platform whose struct timeval is laid out otherwise
+        sock.settimeout(seconds)  # Python's own timeouts: the same protection, a poll a call
+        return
     sock.settimeout(None)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
 
 class PipelinedClient(greenstalk.Client[bytes]):
@@ -136,11 +140,9 @@ class PipelinedClient(greenstalk.Client[bytes]):
 
     def __init__(self, sock: socket.socket, use: str, watch: str | Sequence[str],
                  spin_wait: float = 0.0) -> None:
-        #: The jobs whose delete is sent (or in the outbox) and not answered yet, oldest first,
+        #: The jobs whose delete is sent and not answered yet, oldest first,
         #: each with its body (to tell it from another job with its id after a restart).
         self.pending: list[tuple[int, bytes]] = []
-        #: Deletes not sent yet: they go out in the same write as the next command.
-        self.outbox = b""
         # greenstalk sends no command for the default tube and watch list; ours follow once
         # its file object has been replaced by the leaner reader.
         super().__init__(sock, encoding=None)
@@ -156,11 +158,10 @@ class PipelinedClient(greenstalk.Client[bytes]):
             self.ignore(greenstalk.DEFAULT_TUBE)
 
     def _send(self, data: bytes) -> None:
-        # Every command goes out through here, after the deletes waiting in the outbox.
-        if self.outbox:
-            data = self.outbox + data
-            self.outbox = b""
-        self._sock.sendall(data)
+        try:
+            self._sock.sendall(data)
+        except BlockingIOError:  # SO_SNDTIMEO ran out
+            raise TimeoutError("beanstalkd took no data within the socket timeout") from None
 
     def _send_cmd(self, cmd: bytes, expected: bytes) -> list[bytes]:
         # Overrides greenstalk's: the command goes out first, then the answers still owed for
@@ -231,23 +232,13 @@ class PipelinedClient(greenstalk.Client[bytes]):
         raise greenstalk.UnknownResponseError(line.strip(), [])
 
     def send_delete(self, job_id: int, body: bytes) -> None:
-        """Queue a ``delete`` to go out with the next command; its answer is read after.
-
-        A worker's next command is the reserve of its next job, sent at once: the delete costs
-        neither a wait nor a write of its own. :meth:`send_outbox` sends it sooner.
-        """
-        self.outbox += b"delete %d\r\n" % job_id
-        self.pending.append((job_id, body))
-
-    def send_outbox(self) -> None:
-        """Send the deletes waiting for the next command."""
-        if self.outbox:
-            data, self.outbox = self.outbox, b""
-            self._sock.sendall(data)
+        """Send ``delete`` without waiting for its answer, which is read after the next
+        command's: a worker waits for the server once per job (its reserve), not twice."""
+        self.pending.append((job_id, body))  # listed first: if the send fails, it is resent
+        self._send(b"delete %d\r\n" % job_id)
 
     def read_pending(self) -> None:
         """Read the answers owed for the deletes sent so far; log the jobs not deleted."""
-        self.send_outbox()
         while self.pending:
             job_id, _ = self.pending[0]  # listed until read, in case the line drops
             try:
@@ -290,7 +281,11 @@ class Connection:
         self._failures = 0
         self._next_attempt = 0.0
         self._last_error = ""
-        self._unconfirmed: list[tuple[int, bytes]] = []
+        #: Deletes whose answer was lost with a connection: job id, body, the server's id.
+        self._unconfirmed: list[tuple[int, bytes, str]] = []
+        #: The ``id`` beanstalkd gives itself at each start, and whether it keeps a binlog.
+        self.server_id = ""
+        self.server_binlog = False
 
     @property
     def client(self) -> PipelinedClient | None:
@@ -319,12 +314,24 @@ class Connection:
                 raise AdapterError(
                     f"beanstalkd at {self.settings.address} answered {error.status!r}, which "
                     f"this client does not understand") from None
+            except greenstalk.Error:
+                raise  # the server's answer to a command (NOT_FOUND, ...): still in step
+            except BaseException:
+                # Interrupted mid-exchange (Ctrl-C, a bug): answers may be left unread, so
+                # the next command could read this one's. A new connection starts clean.
+                self.drop()
+                raise
             client = self.connect(deadline)
             try:
                 return op(client)
             except OSError as error:
                 self.drop(error)
                 raise AdapterError(self._lost(error)) from None
+            except greenstalk.Error:
+                raise
+            except BaseException:
+                self.drop()
+                raise
 
     def connect(self, deadline: float) -> PipelinedClient:
         """Open the connection, retrying with back-off until ``deadline`` (monotonic)."""
@@ -342,6 +349,7 @@ class Connection:
                     time.sleep(self._next_attempt - now)
                 try:
                     client = self._open()
+                    self._identify(client)
                     self._confirm_deletes(client)
                 except (OSError, greenstalk.Error) as error:
                     self._failures += 1
@@ -377,20 +385,39 @@ class Connection:
             sock.close()
             raise
 
+    def _identify(self, client: PipelinedClient) -> None:
+        """Note which server answers: beanstalkd draws a new ``id`` each time it starts."""
+        try:
+            stats = client.stats()
+        except BaseException:
+            client.close()
+            raise
+        self.server_id = str(stats.get("id", ""))
+        self.server_binlog = int(stats.get("binlog-current-index", 0)) > 0
+
+    def same_server_or_binlog(self, server_id: str) -> bool:
+        """Whether job ids of the server ``server_id`` still name the same jobs: it is the
+        server now answering, or that one restored them from its binlog. A server started
+        without a binlog numbers new jobs from 1 again."""
+        return server_id == self.server_id or self.server_binlog
+
     def _confirm_deletes(self, client: PipelinedClient) -> None:
         """Send again the deletes whose answer was lost with the previous connection.
 
         The jobs went back to ready when that connection closed; deleting a ready job works, so
         a job that was done does not run again unless another worker took it meanwhile. A job
-        is deleted only if its body is the one that was done: a server restarted without its
-        binlog numbers new jobs from 1 again, and the id may now name another job.
+        is deleted only if its id still names it: not after a restart without a binlog, and
+        only if its body is the one that was done.
         """
         while self._unconfirmed:
-            job_id, body = self._unconfirmed[0]
+            job_id, body, server_id = self._unconfirmed[0]
             try:
-                if client.peek(job_id).body != body:
-                    log.warning("job %d was done, but the server's job %d now is another job "
-                                "(it restarted without its binlog?): left alone", job_id, job_id)
+                if not self.same_server_or_binlog(server_id):
+                    log.info("job %d was done; beanstalkd restarted without a binlog since, "
+                             "so it went with the server", job_id)
+                elif client.peek(job_id).body != body:
+                    log.warning("job %d was done, but the server's job %d now is another job: "
+                                "left alone", job_id, job_id)
                 else:
                     client.delete(job_id)
                     log.info("job %d deleted again after reconnecting", job_id)
@@ -407,7 +434,8 @@ class Connection:
             client, self._client = self._client, None
             if client is None:
                 return
-            self._unconfirmed.extend(client.pending)
+            self._unconfirmed.extend((job_id, body, self.server_id)
+                                     for job_id, body in client.pending)
             client.pending.clear()
             with contextlib.suppress(OSError):
                 client.close()
@@ -416,11 +444,11 @@ class Connection:
                             self.role, self.settings.address, describe(error))
             self._next_attempt = 0.0
 
-    def flush(self, reconnect: bool = True) -> None:
+    def flush(self, reconnect: bool = True, wait: float | None = None) -> None:
         """Read the answers owed for pipelined deletes, so other connections see them done.
 
         If the connection turns out to be broken, a new one sends those deletes again (unless
-        ``reconnect`` is false).
+        ``reconnect`` is false), trying for ``wait`` seconds (``reconnect_timeout`` if None).
         """
         with self.lock:
             client = self._client
@@ -431,7 +459,9 @@ class Connection:
                     self.drop(error)
             if self._client is None and self._unconfirmed and reconnect:
                 try:
-                    self.connect(time.monotonic() + self.settings.reconnect_timeout)
+                    if wait is None:
+                        wait = self.settings.reconnect_timeout
+                    self.connect(time.monotonic() + wait)
                 except AdapterError as error:
                     log.warning("%d finished job(s) may not be deleted: %s",
                                 len(self._unconfirmed), error)

@@ -518,8 +518,11 @@ class FileQueueAdapter:
         if mtime_ns > now_ns:
             # Our entry was out of date: the job was retried with a delay since. Put it back;
             # the entry for its new ready time is (or will be) in the index.
+            # It goes on the delayed heap whatever the clock says by now: this dequeue compares
+            # with `now_ns`, and a job due between then and now must not come round again.
             os.rename(path, os.path.join(self._ready, job_id + JSON))
-            self._note(job_id, mtime_ns)
+            self._index[job_id] = mtime_ns
+            heapq.heappush(self._delayed, (mtime_ns, priority_of(job_id), job_id))
             return None
         ttr = self._ttr_of(message)
         if ttr != self.default_ttr:
