@@ -36,6 +36,24 @@ def files_in(folder: Path) -> list[str]:
     return sorted(os.listdir(folder))
 
 
+def lose_the_lease(
+    path: Path,
+) -> tuple[FileQueueAdapter, FileQueueAdapter, Message, Message, Message]:
+    """``worker`` dequeues a job with a ttr of 1 s and sleeps past it; ``other`` takes it.
+
+    Returns worker, other, the job as sent, as the worker holds it and as other took it.
+    """
+    worker = adapter_on(path, lease_check_interval=0.1)
+    other = adapter_on(path, lease_check_interval=0.1)
+    sent = worker.enqueue(Message("t", ttr=1))
+    message = worker.dequeue()
+    assert message is not None
+    time.sleep(1.2)
+    taken = other.dequeue()
+    assert taken is not None
+    return worker, other, sent, message, taken
+
+
 def drain(adapter: FileQueueAdapter) -> list[Any]:
     seen = []
     while (message := adapter.dequeue()) is not None:
@@ -229,14 +247,7 @@ class TestSettlingTouchesOnlyTheAdaptersOwnClaim:
     def test_settling_a_job_whose_lease_this_adapter_lost_says_it_may_run_again(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        worker = adapter_on(tmp_path, lease_check_interval=0.1)
-        other = adapter_on(tmp_path, lease_check_interval=0.1)
-        sent = worker.enqueue(Message("t", ttr=1))
-        message = worker.dequeue()
-        assert message is not None
-        time.sleep(1.2)
-        taken = other.dequeue()
-        assert taken is not None
+        worker, other, sent, message, taken = lose_the_lease(tmp_path)
         with pytest.raises(AdapterError, match="no longer reserved"):
             worker.touch(message)  # the heartbeat finds the lease lost
         with caplog.at_level(logging.WARNING, logger="pulpo.file"):
@@ -276,14 +287,8 @@ class TestRelease:
     def test_releasing_a_job_whose_lease_ran_out_leaves_it_alone(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        worker = adapter_on(tmp_path, lease_check_interval=0.1)
-        other = adapter_on(tmp_path, lease_check_interval=0.1)
-        sent = worker.enqueue(Message("t", ttr=1))
-        message = worker.dequeue()
-        assert message is not None
-        time.sleep(1.2)
-        taken = other.dequeue()
-        assert taken is not None and taken.attempts == 1
+        worker, other, sent, message, taken = lose_the_lease(tmp_path)
+        assert taken.attempts == 1
         with caplog.at_level(logging.WARNING, logger="pulpo.file"):
             worker.release(message)
         assert f"job {sent.id} cannot be released" in caplog.text
