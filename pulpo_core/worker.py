@@ -142,7 +142,8 @@ def _hand_back(adapter: QueueAdapter, message: Message) -> None:
 
 
 def _flush(adapter: QueueAdapter) -> None:
-    """Let an adapter that batches commands send them (its optional ``flush``)."""
+    """Let the adapter finish what it left pending (its optional ``flush``: beanstalkd reads
+    the answers owed for its deletes)."""
     flush = getattr(adapter, "flush", None)
     if flush is None:
         return

@@ -308,14 +308,13 @@ class BeanstalkdQueueAdapter:
                 return
         # Reserved on a connection that has since dropped (the job went back to ready), or not
         # dequeued here: delete it on the current connection if it is not another worker's,
-        # and if its id still names it (see Connection.same_server_or_binlog).
+        # and if its id still names it (see Connection.other_job).
 
         def delete_again(client: PipelinedClient) -> str:
             if reservation is not None:
-                if not worker.same_server_or_binlog(reservation.server):
-                    return "beanstalkd restarted without a binlog since, so it went with it"
-                if client.peek(job_id).body != reservation.body:
-                    return f"the server's job {job_id} now is another job: left alone"
+                why_not = worker.other_job(client, job_id, reservation.body, reservation.server)
+                if why_not:
+                    return why_not
             client.delete(job_id)
             return ""
 

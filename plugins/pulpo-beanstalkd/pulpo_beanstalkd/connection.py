@@ -304,34 +304,37 @@ class Connection:
         with self.lock:
             client = self._client or self.connect(deadline)
             try:
-                return op(client)
+                return self._exchange(op, client)
             except OSError as error:
                 self.drop(error)
                 if not retry:
                     raise AdapterError(self._lost(error)) from None
-            except greenstalk.UnknownResponseError as error:
-                self.drop(error)
-                raise AdapterError(
-                    f"beanstalkd at {self.settings.address} answered {error.status!r}, which "
-                    f"this client does not understand") from None
-            except greenstalk.Error:
-                raise  # the server's answer to a command (NOT_FOUND, ...): still in step
-            except BaseException:
-                # Interrupted mid-exchange (Ctrl-C, a bug): answers may be left unread, so
-                # the next command could read this one's. A new connection starts clean.
-                self.drop()
-                raise
             client = self.connect(deadline)
             try:
-                return op(client)
+                return self._exchange(op, client)
             except OSError as error:
                 self.drop(error)
                 raise AdapterError(self._lost(error)) from None
-            except greenstalk.Error:
-                raise
-            except BaseException:
-                self.drop()
-                raise
+
+    def _exchange(self, op: Callable[[PipelinedClient], T], client: PipelinedClient) -> T:
+        """``op`` on ``client``; a connection left out of step is dropped (an ``OSError`` is
+        the caller's to handle)."""
+        try:
+            return op(client)
+        except OSError:
+            raise
+        except greenstalk.UnknownResponseError as error:
+            self.drop(error)
+            raise AdapterError(
+                f"beanstalkd at {self.settings.address} answered {error.status!r}, which "
+                f"this client does not understand") from None
+        except greenstalk.Error:
+            raise  # the server's answer to a command (NOT_FOUND, ...): still in step
+        except BaseException:
+            # Interrupted mid-exchange (Ctrl-C, a bug): answers may be left unread, so the
+            # next command could read this one's. A new connection starts clean.
+            self.drop()
+            raise
 
     def connect(self, deadline: float) -> PipelinedClient:
         """Open the connection, retrying with back-off until ``deadline`` (monotonic)."""
@@ -395,11 +398,19 @@ class Connection:
         self.server_id = str(stats.get("id", ""))
         self.server_binlog = int(stats.get("binlog-current-index", 0)) > 0
 
-    def same_server_or_binlog(self, server_id: str) -> bool:
-        """Whether job ids of the server ``server_id`` still name the same jobs: it is the
-        server now answering, or that one restored them from its binlog. A server started
-        without a binlog numbers new jobs from 1 again."""
-        return server_id == self.server_id or self.server_binlog
+    def other_job(self, client: PipelinedClient, job_id: int, body: bytes,
+                  server_id: str) -> str:
+        """Why ``job_id`` on the server now answering is not the job with ``body`` that the
+        server ``server_id`` handed out; empty when it is (or when it is gone).
+
+        A server started without a binlog numbers new jobs from 1 again; one with a binlog
+        restores its jobs under their ids. The body is compared too.
+        """
+        if server_id != self.server_id and not self.server_binlog:
+            return "beanstalkd restarted without a binlog since, so it went with the server"
+        if client.peek(job_id).body != body:
+            return f"the server's job {job_id} now is another job: left alone"
+        return ""
 
     def _confirm_deletes(self, client: PipelinedClient) -> None:
         """Send again the deletes whose answer was lost with the previous connection.
@@ -412,12 +423,9 @@ class Connection:
         while self._unconfirmed:
             job_id, body, server_id = self._unconfirmed[0]
             try:
-                if not self.same_server_or_binlog(server_id):
-                    log.info("job %d was done; beanstalkd restarted without a binlog since, "
-                             "so it went with the server", job_id)
-                elif client.peek(job_id).body != body:
-                    log.warning("job %d was done, but the server's job %d now is another job: "
-                                "left alone", job_id, job_id)
+                why_not = self.other_job(client, job_id, body, server_id)
+                if why_not:
+                    log.info("job %d was done; %s", job_id, why_not)
                 else:
                     client.delete(job_id)
                     log.info("job %d deleted again after reconnecting", job_id)

@@ -41,7 +41,7 @@ def _positive(instance: Any, attribute: attrs.Attribute[float], value: float) ->
         )
 
 
-def _not_negative(_instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
+def _zero_to_one_second(_instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0 <= value <= 1:
         raise ConfigError(
             f"configuration key {_key(attribute.name)} must be 0 to 1 second, not {value!r}"
@@ -102,7 +102,7 @@ class BeanstalkdSettings:
     reconnect_timeout: float = 10.0
     #: Seconds a read polls for the server's answer before it sleeps (0: sleep at once).
     #: Answers from a nearby server come sooner than a sleeping process wakes up.
-    spin_wait: float = attrs.field(default=0.00005, validator=_not_negative)
+    spin_wait: float = attrs.field(default=0.00005, validator=_zero_to_one_second)
 
     def __attrs_post_init__(self) -> None:
         if self.reserve_timeout >= self.socket_timeout:

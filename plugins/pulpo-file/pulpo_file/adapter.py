@@ -390,11 +390,13 @@ class FileQueueAdapter:
 
     # -- the worker's index --------------------------------------------------------------
 
-    def _note(self, job_id: str, ready_ns: int) -> None:
+    def _note(self, job_id: str, ready_ns: int, now_ns: int | None = None) -> None:
+        """Index the job at its ready time, on the ready or the delayed heap as of ``now_ns``
+        (the clock when None)."""
         if self._index.get(job_id) == ready_ns:
             return
         self._index[job_id] = ready_ns
-        if ready_ns > time.time_ns():
+        if ready_ns > (time.time_ns() if now_ns is None else now_ns):
             heapq.heappush(self._delayed, (ready_ns, priority_of(job_id), job_id))
         else:
             heapq.heappush(self._heap, (priority_of(job_id), ready_ns, job_id))
@@ -518,11 +520,10 @@ class FileQueueAdapter:
         if mtime_ns > now_ns:
             # Our entry was out of date: the job was retried with a delay since. Put it back;
             # the entry for its new ready time is (or will be) in the index.
-            # It goes on the delayed heap whatever the clock says by now: this dequeue compares
-            # with `now_ns`, and a job due between then and now must not come round again.
+            # It goes on the delayed heap as of `now_ns`, whatever the clock says by now: a job
+            # due between then and now must not come round again in this dequeue.
             os.rename(path, os.path.join(self._ready, job_id + JSON))
-            self._index[job_id] = mtime_ns
-            heapq.heappush(self._delayed, (mtime_ns, priority_of(job_id), job_id))
+            self._note(job_id, mtime_ns, now_ns)
             return None
         ttr = self._ttr_of(message)
         if ttr != self.default_ttr:
@@ -741,23 +742,15 @@ class FileQueueAdapter:
         job_id = check_id(message.id)
         with self._lock:
             self._check_open()
-            name = self._held.get(job_id)
-            if name is None:
-                self._not_held(job_id, "released")
-                return
-            path = os.path.join(self._reserved, name)
             try:
-                try:
-                    mtime_ns = os.stat(path).st_mtime_ns
-                    ready_ns = min(mtime_ns, time.time_ns())
-                    if ready_ns != mtime_ns:  # the clock went back: ready now, not later
-                        os.utime(path, ns=(ready_ns, ready_ns))
-                    os.rename(path, os.path.join(self._ready, job_id + JSON))
-                except FileNotFoundError:
-                    self._held.pop(job_id, None)
-                    log.warning("job %s cannot be released: its lease ran out (or it was "
-                                "deleted) and it went back to the queue", job_id)
+                path = self._take_back(job_id, "released")
+                if path is None:
                     return
+                mtime_ns = os.stat(path).st_mtime_ns
+                ready_ns = min(mtime_ns, time.time_ns())
+                if ready_ns != mtime_ns:  # the clock went back: ready now, not later
+                    os.utime(path, ns=(ready_ns, ready_ns))
+                os.rename(path, os.path.join(self._ready, job_id + JSON))
                 self._held.pop(job_id, None)
                 folder_fd = self._folder_fd(self._ready)
                 if folder_fd is not None:
