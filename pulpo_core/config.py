@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
+import cattrs
 
 from pulpo_core.errors import ConfigError
 
@@ -52,44 +53,79 @@ class Config:
 CORE_KEYS = tuple(f.name for f in attrs.fields(Config) if f.name != "sections")
 
 
-def check_value(key: str, value: Any, kind: Any) -> Any:
-    """Check one scalar against the type named in a field annotation; return it normalised."""
-    # A class (str) must read as its name, like the string a postponed annotation gives ("str").
-    kind = kind.__name__ if isinstance(kind, type) else str(kind)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"configuration key {key!r} must be true or false, not {value!r}")
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(
-                f"configuration key {key!r} must be a whole number of at least 0, not {value!r}"
-            )
-        return value
-    if kind == "float":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not math.isfinite(value) or value < 0:
-            raise ConfigError(
-                f"configuration key {key!r} must be a number of at least 0, not {value!r}"
-            )
-        return float(value)
-    if kind == "str":
-        if not isinstance(value, str) or not value:
-            raise ConfigError(
-                f"configuration key {key!r} must be a non-empty string, not {value!r}"
-            )
-        return value
-    if kind.startswith("str | None") or kind.startswith("None | str"):
-        return None if value is None else check_value(key, value, "str")
-    if kind.startswith("int | None") or kind.startswith("None | int"):
-        return None if value is None else check_value(key, value, "int")
-    if kind.startswith("float | None") or kind.startswith("None | float"):
-        return None if value is None else check_value(key, value, "float")
-    if kind.startswith("list[str]") or kind.startswith("tuple[str"):
-        if isinstance(value, str) or not isinstance(value, list | tuple):
-            raise ConfigError(f"configuration key {key!r} must be a list of strings, not {value!r}")
-        return tuple(check_value(key, item, "str") for item in value)
+class _Refused(ValueError):
+    """A value that does not fit its key; ``expects`` says what the key takes."""
+
+    def __init__(self, expects: str, value: Any) -> None:
+        super().__init__(expects)
+        self.expects = expects
+        self.value = value
+
+
+def _bool(value: Any, _type: Any = bool) -> bool:
+    if not isinstance(value, bool):
+        raise _Refused("true or false", value)
     return value
+
+
+def _int(value: Any, _type: Any = int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Refused("a whole number of at least 0", value)
+    return value
+
+
+def _float(value: Any, _type: Any = float) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0:
+        raise _Refused("a number of at least 0", value)
+    return float(value)
+
+
+def _str(value: Any, _type: Any = str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Refused("a non-empty string", value)
+    return value
+
+
+def _strings(value: Any, _type: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise _Refused("a list of strings", value)
+    try:
+        return tuple(_str(item) for item in value)
+    except _Refused:
+        raise _Refused("a list of strings", value) from None
+
+
+#: Structures the core's settings and every plugin section's attrs class: strict about types
+#: (TOML and JSON say what they mean: ``"5"`` is not a number), unlike the message converter.
+config_converter = cattrs.Converter(forbid_extra_keys=True)
+config_converter.register_structure_hook(bool, _bool)
+config_converter.register_structure_hook(int, _int)
+config_converter.register_structure_hook(float, _float)
+config_converter.register_structure_hook(str, _str)
+config_converter.register_structure_hook_func(
+    lambda kind: kind in (tuple[str, ...], list[str]), _strings
+)
+
+
+def _structure(prefix: str, values: Mapping[str, Any], cls: type[T]) -> T:
+    """``cls`` structured from ``values``; a refused value raises ``ConfigError`` naming its key."""
+    try:
+        return config_converter.structure(values, cls)
+    except cattrs.ClassValidationError as error:
+        noted, bare = error.group_exceptions()
+        for cause, note in noted:
+            if isinstance(cause, _Refused):
+                raise ConfigError(
+                    f"configuration key {prefix + note.name!r} must be {cause.expects}, "
+                    f"not {cause.value!r}"
+                ) from None
+        causes = [cause for cause, _ in noted] + list(bare)
+        first = causes[0] if causes else error
+        if isinstance(first, ConfigError):  # from a field's own validator
+            raise first from None
+        where = f"section {prefix[:-1]!r}" if prefix else "settings"
+        raise ConfigError(f"configuration {where}: {first}") from None
 
 
 def _check_handlers(value: Any) -> dict[str, str]:
@@ -118,14 +154,13 @@ def load_config(data: Mapping[str, Any] | Config | None = None) -> Config:
         data = read_config_file(path) if path else {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"configuration must be a mapping, not {type(data).__name__}")
-    fields = {f.name: f for f in attrs.fields(Config)}
     values: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
     for key, value in data.items():
         if key == "handlers":
             values[key] = _check_handlers(value)
         elif key in CORE_KEYS:
-            values[key] = check_value(key, value, fields[key].type)
+            values[key] = value
         elif isinstance(value, Mapping):
             sections[str(key)] = dict(value)
         else:
@@ -136,7 +171,8 @@ def load_config(data: Mapping[str, Any] | Config | None = None) -> Config:
         raise ConfigError("configuration key 'max_number_of_attempts' must be at least 1, not 0")
     if values.get("ttr") == 0:
         raise ConfigError("configuration key 'ttr' must be at least 1 second, not 0")
-    return Config(**values, sections=sections)
+    config = _structure("", values, Config)
+    return attrs.evolve(config, sections=sections)
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -179,16 +215,9 @@ def load_section(name: str, section: Mapping[str, Any], cls: type[T]) -> T:
     fields = {f.name: f for f in attrs.fields(cls)}  # type: ignore[arg-type]
     if not isinstance(section, Mapping):
         raise ConfigError(f"configuration section {name!r} must be a table, not {section!r}")
-    values = {}
-    for key, value in section.items():
+    for key in section:
         if key not in fields:
             raise ConfigError(
                 f"unknown configuration key '{name}.{key}' (known keys: {', '.join(fields)})"
             )
-        values[key] = check_value(f"{name}.{key}", value, fields[key].type)
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as error:
-        if isinstance(error, ConfigError):
-            raise
-        raise ConfigError(f"configuration section {name!r}: {error}") from None
+    return _structure(f"{name}.", section, cls)

@@ -1,4 +1,5 @@
-"""The one cattrs converter pulpo uses for messages, typed bodies and configuration.
+"""The one cattrs converter pulpo uses for messages and typed bodies (configuration has its own,
+stricter one: :data:`pulpo_core.config.config_converter`).
 
 Datetimes travel as ISO-8601 strings with an offset; they come back as aware UTC datetimes.
 """

@@ -45,16 +45,23 @@ class LazyHandler:
         return target
 
 
+def _short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` on one line, cut to ``limit`` characters."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class Handler:
     """A loaded handler, ready to run messages."""
 
-    def __init__(self, target: object, request_type: str) -> None:
+    def __init__(self, target: object, request_type: str, name: str | None = None) -> None:
         function = getattr(target, "handle", None) if not inspect.isfunction(target) else None
         call = function if callable(function) else target
         if not callable(call):
+            what = repr(name) if name else _short_repr(target)
             raise PluginError(
-                f"handler for {request_type!r} is neither callable nor has handle(message): "
-                f"{target!r}"
+                f"handler {what} for {request_type!r} is not callable and has no "
+                f"handle(message) method (it is of type {type(target).__name__})"
             )
         self.target = target
         self.request_type = request_type
@@ -159,6 +166,8 @@ class HandlerRegistry:
             spec = self.specs.get(request_type)
             if spec is None:
                 return None
-            target = spec.target.load() if isinstance(spec.target, LazyHandler) else spec.target
-            handler = self._loaded[request_type] = Handler(target, request_type)
+            lazy = spec.target if isinstance(spec.target, LazyHandler) else None
+            target = spec.target if lazy is None else lazy.load()
+            name = None if lazy is None else lazy.path
+            handler = self._loaded[request_type] = Handler(target, request_type, name)
         return handler

@@ -469,6 +469,21 @@ class TestWorkerCommand:
         assert len(errors) == 1 and "handle" in errors[0]
         assert done.stdout == ""
 
+    def test_a_handler_that_is_not_callable_is_named_in_one_short_sentence(
+        self, folder: Path
+    ) -> None:
+        # json.__doc__ is a long, many-line string: the sentence names the path, not the value.
+        config = write_config(folder, {"queue_adapter_type": "memory",
+                                       "handlers": {"t": "json:__doc__"},
+                                       "shutdown_after_number_of_empty_iterations": 1})
+        done = run_pulpo("--config", config, "worker", cwd=folder)
+        assert done.returncode == 1, done
+        assert "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines() == [
+            "pulpo: error: handler 'json:__doc__' for 't' is not callable and has no "
+            "handle(message) method (it is of type str)"
+        ]
+
     def test_an_idle_worker_stops_after_its_empty_iterations_and_exits_0(
         self, folder: Path
     ) -> None:
