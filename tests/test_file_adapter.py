@@ -616,7 +616,36 @@ class TestFullDisk:
         assert "too large" in result.stdout.lower()
         for folder in ("ready", "tmp", "reserved", "buried", "spare"):
             assert files_in(tmp_path / folder) == [], folder
+        # Nor a piece of its journal record: the next job's record must not run into one.
+        assert journal_lines(tmp_path) == []
         assert adapter_on(tmp_path).stats()["total"] == 0
+
+    def test_the_next_publish_after_a_full_disk_survives_a_power_cut(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        adapter_on(tmp_path).close()
+        script = textwrap.dedent(
+            f"""
+            import resource
+            from pulpo_core import AdapterError, Message
+            from pulpo_file.adapter import FileQueueAdapter
+
+            queue = FileQueueAdapter({{"base_path": {str(tmp_path)!r}}})
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+            try:
+                queue.enqueue(Message("t", payload="x" * 100_000))
+            except AdapterError:
+                pass
+            """
+        )
+        subprocess.run([sys.executable, "-c", script], check=True)
+        queue = adapter_on(tmp_path)
+        sent = queue.enqueue(Message("t", payload="after the disk was freed"))
+        queue.close()
+        (tmp_path / "ready" / f"{sent.id}.json").unlink()  # its file did not reach the disk
+        reboot(monkeypatch)
+        message = adapter_on(tmp_path).dequeue()
+        assert message is not None and message.payload == "after the disk was freed"
 
 
 class TestSpareFiles:
@@ -686,6 +715,44 @@ class TestJournal:
             publisher.enqueue(Message("t", payload=n))
         time.sleep(0.06)
         assert drain(worker) == list(range(500))
+
+
+    @staticmethod
+    def leave_a_line_cut_short(path: Path) -> None:
+        """What a process killed in the middle of a long write leaves at the end of a segment."""
+        names = sorted(os.listdir(path / "journal")) or ["0000000000.log"]
+        segment = path / "journal" / names[-1]
+        with segment.open("ab") as journal:
+            journal.write(b'P 0123456789abcdef-80000000-00000002 1 1 {"request_type": "cu')
+
+    def test_a_line_cut_short_never_swallows_the_next_ready_line(self, tmp_path: Path) -> None:
+        worker = adapter_on(tmp_path, fsync=False)
+        assert worker.dequeue() is None  # it reads the journal from here on
+        self.leave_a_line_cut_short(tmp_path)
+        sent = adapter_on(tmp_path, fsync=False).enqueue(Message("t", payload="next"))
+        message = worker.dequeue()  # found through the journal: no rescan is due for a minute
+        assert message is not None and message.id == sent.id
+
+    def test_a_line_cut_short_never_swallows_the_next_flushed_record(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        adapter_on(tmp_path).close()
+        self.leave_a_line_cut_short(tmp_path)
+        queue = adapter_on(tmp_path)
+        sent = queue.enqueue(Message("t", payload="next"))
+        queue.close()
+        (tmp_path / "ready" / f"{sent.id}.json").unlink()  # its file lost in a power cut
+        reboot(monkeypatch)
+        again = adapter_on(tmp_path).dequeue()
+        assert again is not None and again.id == sent.id and again.payload == "next"
+
+
+def journal_lines(path: Path) -> list[bytes]:
+    """Every non-empty line of the queue's journal segments, oldest first."""
+    lines = []
+    for name in sorted(os.listdir(path / "journal")):
+        lines += [line for line in (path / "journal" / name).read_bytes().split(b"\n") if line]
+    return lines
 
 
 class TestStats:

@@ -17,6 +17,10 @@ deleted); it is flushed with the next record or by the system. After a power cut
 worker replays the journal: the latest record of each job (by its time: processes may append to
 different segments for a moment) says where the job belongs and with what content.
 
+Every write starts with a line break, so the lines read ``\nR ...`` and empty lines are skipped: a
+line that a full disk, a killed process or a power cut left cut short is closed by the next
+write instead of swallowing it. A write that a full disk cut short is cut off again.
+
 The journal lives in ``journal/`` as numbered segments (``0000000000.log``, ...). A writer that
 finds its segment past ``segment_size`` starts the next one (``O_EXCL``: one process creates it,
 the others follow), flushes the whole file system (``syncfs``: everything the old segments
@@ -29,6 +33,7 @@ reports a gap.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import time
@@ -164,9 +169,15 @@ class Journal:
     # -- writing -------------------------------------------------------------------------
 
     def append(self, line: bytes, flush: bool = False) -> None:
-        """Append one line (one ``write``, so lines never interleave); raises ``OSError``.
+        """Append one or more lines in one ``write`` (so lines never interleave).
 
-        With ``flush`` the segment is flushed (``fdatasync``) before this returns.
+        The write starts with a line break of its own, so a line cut short before it (a full
+        disk, a process killed mid-write, a power cut) can never swallow it. With ``flush`` the
+        segment is flushed (``fdatasync``) before this returns.
+
+        :raises OSError: when the lines could not all be written; what was written of them is
+            cut off again (when another writer appended in between, the pieces stay, cut off
+            from any record by the line breaks around them).
         """
         now = time.monotonic()
         stale = self._write_fd is None or now - self._write_checked > WRITER_REFRESH
@@ -176,11 +187,33 @@ class Journal:
         self._write_checked = now
         fd = self._write_fd
         assert fd is not None
-        os.write(fd, line)
+        data = b"\n" + line
+        written = os.write(fd, data)
+        if written < len(data):
+            self._undo_short_write(fd, data, written)
         if flush:
             os.fdatasync(fd)
         if os.lseek(fd, 0, os.SEEK_CUR) >= self.segment_size:
             self._start_next()
+
+    @staticmethod
+    def _undo_short_write(fd: int, data: bytes, written: int) -> None:
+        """A write stored only the first ``written`` bytes of ``data`` (a full disk): learn why
+        from writing the rest, remove what this record left, and raise that error."""
+        start = os.lseek(fd, 0, os.SEEK_CUR) - written  # O_APPEND: where this write began
+        error: OSError
+        try:
+            os.write(fd, data[written:])
+            error = OSError(errno.EIO, "the journal write was cut short")
+        except OSError as caught:
+            error = caught
+        end = os.lseek(fd, 0, os.SEEK_CUR)
+        with contextlib.suppress(OSError):
+            # Only when nobody appended in between; otherwise the pieces stay, each ended by
+            # the next record's leading line break: a cut ``P`` line fails to parse as a job.
+            if end - start <= len(data) and os.fstat(fd).st_size == end:
+                os.ftruncate(fd, start)
+        raise error
 
     def _open_for_append(self, number: int, exclusive: bool = False) -> int:
         flags = os.O_WRONLY | os.O_APPEND | (os.O_EXCL if exclusive else 0)
