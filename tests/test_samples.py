@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -140,3 +141,21 @@ class TestOutcomeHandlers:
         # Each outcome has a chance of one half per job: both appear in 40 jobs but for 2**-39.
         assert outcomes == {"success", "transient"}
         assert app.queue_adapter.stats()["buried"] == report.failed
+
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "handler-packages.md"
+
+
+class TestHandlerPackageGuide:
+    def test_its_tests_pass_on_the_installed_samples(self, tmp_path: Path) -> None:
+        blocks = re.findall(r"^```python\n(.*?)^```", GUIDE.read_text(encoding="utf-8"),
+                            re.DOTALL | re.MULTILINE)
+        tests = [block for block in blocks if "def test_" in block]
+        assert len(tests) == 1, "docs/handler-packages.md should have one block of tests"
+        (tmp_path / "test_guide.py").write_text(tests[0], encoding="utf-8")
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_guide.py"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "2 passed" in done.stdout
