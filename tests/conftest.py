@@ -84,7 +84,12 @@ class BeanstalkdServer:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
-            self.process.wait(timeout=10)
+            self.process.send_signal(signal.SIGCONT)  # a server a test froze must see it
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
         self.process = None
 
     def restart(self) -> None:

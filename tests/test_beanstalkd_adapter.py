@@ -229,6 +229,21 @@ class TestDelays:
         assert 1.5 <= time.monotonic() - started < 4
 
 
+    def test_a_transient_failure_is_released_with_its_back_off(
+        self, make_app: MakeApp, client: greenstalk.Client[bytes]
+    ) -> None:
+        app = make_app({"t": lambda message: Result.transient("not yet")},
+                       retry_delay=20, max_retry_delay=1000)
+        sent = app.publish(Message("t"))
+        held = app.queue_adapter.dequeue()
+        assert held is not None and held.id == sent.id
+        assert app.handle_message(held).is_transient
+        stats = client.stats_job(job_id(sent))
+        assert stats["state"] == "delayed"
+        assert stats["releases"] == 1
+        assert 10 <= stats["delay"] <= 20  # retry_delay * 2**0 attempts, at least half of it
+
+
 class TestBuryAndKick:
     def test_a_fatal_job_is_buried_with_its_reason_and_kicked_back(
         self, make_app: MakeApp, client: greenstalk.Client[bytes]

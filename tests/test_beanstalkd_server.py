@@ -253,3 +253,80 @@ class TestDeadServers:
         assert last.startswith("pulpo: error: ") and f"127.0.0.1:{port} is unreachable" in last
         assert "Traceback" not in done.stderr and "trying again" not in last
 
+
+
+class ScriptedServer:
+    """A stand-in for beanstalkd that answers ``put`` with a given line, for the answers a real
+    server gives only when its memory runs out (which a test cannot bring about safely).
+
+    It speaks just enough of the protocol for a producer: ``use``, ``watch``, ``ignore``,
+    ``stats``, and ``put`` (whose body it reads and drops).
+    """
+
+    def __init__(self, put_answer: bytes) -> None:
+        self.put_answer = put_answer
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.puts = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        stream = connection.makefile("rb")
+        with connection, stream:
+            while line := stream.readline():
+                words = line.split()
+                if not words:
+                    continue
+                if words[0] == b"use":
+                    connection.sendall(b"USING " + words[1] + b"\r\n")
+                elif words[0] in (b"watch", b"ignore"):
+                    connection.sendall(b"WATCHING 1\r\n")
+                elif words[0] == b"stats":
+                    stats = b"---\nid: scripted\nbinlog-current-index: 0\nmax-job-size: 65535\n"
+                    connection.sendall(b"OK %d\r\n%s\r\n" % (len(stats), stats))
+                elif words[0] == b"put":
+                    stream.read(int(words[4]) + 2)  # the body and its \r\n
+                    self.puts += 1
+                    connection.sendall(self.put_answer)
+                else:
+                    connection.sendall(b"UNKNOWN_COMMAND\r\n")
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class TestOutOfMemory:
+    def test_a_server_out_of_memory_refuses_with_a_clear_error(self) -> None:
+        server = ScriptedServer(b"OUT_OF_MEMORY\r\n")
+        app = Pulpo(settings_for(server.port))
+        try:
+            with pytest.raises(AdapterError) as caught:
+                app.publish(Message("t"))
+            assert str(caught.value) == (
+                f"beanstalkd at 127.0.0.1:{server.port} is out of memory; the job was not queued"
+            )
+            assert server.puts == 1
+        finally:
+            app.close()
+            server.close()
+
+    def test_a_job_buried_at_once_is_reported_with_its_id(self) -> None:
+        server = ScriptedServer(b"BURIED 42\r\n")
+        app = Pulpo(settings_for(server.port))
+        try:
+            with pytest.raises(AdapterError, match="buried the new job 42 at once") as caught:
+                app.publish(Message("t"))
+            assert "pulpo kick" in str(caught.value)
+        finally:
+            app.close()
+            server.close()
