@@ -324,16 +324,16 @@ def run(report: list[str], quick: bool = False) -> None:
             note = f" (first {FILEHUEY_SAMPLE} of {depth:,})" if r["sampled"] else ""
             report.append(f"| {r['name']} | {'yes' if r['flushing'] else 'no'} | {us(publish)} "
                           f"| {rate(publish)} | {us(drain)}{note} | {rate(drain)} |")
-        report.append("")
+        report += ["", "How many times faster pulpo-file is than each peer of its pair (below 1: "
+                   "slower):", ""]
         for ours, peers in (("pulpo-off", ("filehuey", "pq-file")),
                             ("pulpo-on", ("sqlitehuey", "pq-sqlite"))):
             our_publish, our_drain = medians[depth][ours]
             for peer in peers:
                 publish, drain = medians[depth][peer]
-                line = (f"- {results[ours]['name']} vs {results[peer]['name']}: publish "
-                        f"{publish / our_publish:.2f}x faster, drain {drain / our_drain:.2f}x "
-                        "faster")
-                report.append(line)
+                line = (f"{results[ours]['name']} vs {results[peer]['name']}: publish "
+                        f"{publish / our_publish:.2f}x, drain {drain / our_drain:.2f}x")
+                report.append(f"- {line}")
                 if publish <= our_publish or drain <= our_drain:
                     missed.append(f"depth {depth:,}: {line}")
         our_publish = medians[depth]["pulpo-on-many"][0]
