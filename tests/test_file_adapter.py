@@ -588,29 +588,34 @@ class TestPermissions:
         assert set(files.values()) == {0o600}, files
 
 
+def publish_on_a_full_disk(path: Path) -> subprocess.CompletedProcess[str]:
+    """Publish a 100 kB job in a process that may write no file larger than 1 KiB
+    (``RLIMIT_FSIZE``): a real failing write, as on a full disk (EFBIG instead of ENOSPC).
+    The process prints the ``AdapterError`` and exits 3."""
+    adapter_on(path).close()  # folders exist before the limit
+    script = textwrap.dedent(
+        f"""
+        import resource, sys
+        from pulpo_core import AdapterError, Message
+        from pulpo_file.adapter import FileQueueAdapter
+
+        queue = FileQueueAdapter({{"base_path": {str(path)!r}}})
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+        try:
+            queue.enqueue(Message("t", payload="x" * 100_000))
+        except AdapterError as error:
+            print(error)
+            sys.exit(3)
+        """
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+
 class TestFullDisk:
     def test_a_publish_that_cannot_be_written_fails_clearly_and_leaves_no_file(
         self, tmp_path: Path
     ) -> None:
-        # A real failing write: the process may write no file larger than 1 KiB (RLIMIT_FSIZE),
-        # so writing the job fails as on a full disk (EFBIG instead of ENOSPC).
-        adapter_on(tmp_path).close()  # folders and journal exist before the limit
-        script = textwrap.dedent(
-            f"""
-            import resource, sys
-            from pulpo_core import AdapterError, Message
-            from pulpo_file.adapter import FileQueueAdapter
-
-            queue = FileQueueAdapter({{"base_path": {str(tmp_path)!r}}})
-            resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
-            try:
-                queue.enqueue(Message("t", payload="x" * 100_000))
-            except AdapterError as error:
-                print(error)
-                sys.exit(3)
-            """
-        )
-        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        result = publish_on_a_full_disk(tmp_path)
         assert result.returncode == 3, result.stderr
         assert "could not store a job" in result.stdout
         assert "too large" in result.stdout.lower()
@@ -623,22 +628,7 @@ class TestFullDisk:
     def test_the_next_publish_after_a_full_disk_survives_a_power_cut(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        adapter_on(tmp_path).close()
-        script = textwrap.dedent(
-            f"""
-            import resource
-            from pulpo_core import AdapterError, Message
-            from pulpo_file.adapter import FileQueueAdapter
-
-            queue = FileQueueAdapter({{"base_path": {str(tmp_path)!r}}})
-            resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
-            try:
-                queue.enqueue(Message("t", payload="x" * 100_000))
-            except AdapterError:
-                pass
-            """
-        )
-        subprocess.run([sys.executable, "-c", script], check=True)
+        assert publish_on_a_full_disk(tmp_path).returncode == 3
         queue = adapter_on(tmp_path)
         sent = queue.enqueue(Message("t", payload="after the disk was freed"))
         queue.close()
