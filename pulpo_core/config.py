@@ -120,12 +120,27 @@ def _structure(prefix: str, values: Mapping[str, Any], cls: type[T]) -> T:
                     f"configuration key {prefix + note.name!r} must be {cause.expects}, "
                     f"not {cause.value!r}"
                 ) from None
+        for cause, note in noted:
+            key = prefix + note.name
+            if isinstance(cause, KeyError):
+                raise ConfigError(f"configuration key {key!r} must be set") from None
+            if not isinstance(cause, ConfigError):
+                raise ConfigError(
+                    f"configuration key {key!r} is not valid: {_describe(cause)}"
+                ) from None
         causes = [cause for cause, _ in noted] + list(bare)
         first = causes[0] if causes else error
         if isinstance(first, ConfigError):  # from a field's own validator
             raise first from None
         where = f"section {prefix[:-1]!r}" if prefix else "settings"
-        raise ConfigError(f"configuration {where}: {first}") from None
+        raise ConfigError(f"configuration {where}: {_describe(first)}") from None
+
+
+def _describe(error: BaseException) -> str:
+    """One line for what cattrs (or a class) said about a value."""
+    if isinstance(error, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(error, path="value"))
+    return str(error) or type(error).__name__
 
 
 def _check_handlers(value: Any) -> dict[str, str]:
@@ -136,6 +151,10 @@ def _check_handlers(value: Any) -> dict[str, str]:
         )
     checked = {}
     for request_type, path in value.items():
+        if not isinstance(request_type, str) or not request_type:
+            raise ConfigError(
+                f"configuration key 'handlers' must name each request type, not {request_type!r}"
+            )
         if not isinstance(path, str) or not HANDLER_PATH.match(path):
             raise ConfigError(
                 f"configuration key 'handlers.{request_type}' must be \"module:object\", "
@@ -167,11 +186,11 @@ def load_config(data: Mapping[str, Any] | Config | None = None) -> Config:
             raise ConfigError(
                 f"unknown configuration key {key!r} (known keys: {', '.join(CORE_KEYS)})"
             )
-    if values.get("max_number_of_attempts") == 0:
-        raise ConfigError("configuration key 'max_number_of_attempts' must be at least 1, not 0")
-    if values.get("ttr") == 0:
-        raise ConfigError("configuration key 'ttr' must be at least 1 second, not 0")
     config = _structure("", values, Config)
+    if config.max_number_of_attempts == 0:
+        raise ConfigError("configuration key 'max_number_of_attempts' must be at least 1, not 0")
+    if config.ttr == 0:
+        raise ConfigError("configuration key 'ttr' must be at least 1 second, not 0")
     return attrs.evolve(config, sections=sections)
 
 

@@ -11,7 +11,7 @@ import attrs
 import pytest
 
 from pulpo_core import Config, ConfigError, Message, Pulpo, hookimpl
-from pulpo_core.config import ENV_VAR, load_config, read_config_file
+from pulpo_core.config import ENV_VAR, load_config, load_section, read_config_file
 from pulpo_core.defaults.memory import MemoryQueueAdapter
 from pulpo_core.hookspecs import RegisterAdapter, RegisterConfigSection
 from pulpo_core.plugins import build_plugin_manager
@@ -232,11 +232,46 @@ class TestBadValues:
         with pytest.raises(ConfigError, match=r"memory_queue_adapter.*ttr"):
             app_with({**MEMORY, "memory_queue_adapter": {"ttr": value}})
 
+    @pytest.mark.parametrize(("key", "value"), [("ttr", False), ("ttr", 0.0),
+                                                ("max_number_of_attempts", False)])
+    def test_false_or_a_float_is_named_as_given(self, key: str, value: Any) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_config({key: value})
+        assert str(caught.value) == (
+            f"configuration key {key!r} must be a whole number of at least 0, not {value!r}"
+        )
+
+    def test_a_key_without_default_must_be_set(self) -> None:
+        @attrs.frozen
+        class Needs:
+            token: str
+
+        with pytest.raises(ConfigError) as caught:
+            load_section("vault", {}, Needs)
+        assert str(caught.value) == "configuration key 'vault.token' must be set"
+
+    def test_a_value_of_a_nested_type_is_named_by_its_key(self) -> None:
+        @attrs.frozen
+        class Ports:
+            ports: list[int] = attrs.field(factory=list)
+
+        with pytest.raises(ConfigError) as caught:
+            load_section("net", {"ports": [80, "x"]}, Ports)
+        assert str(caught.value).startswith("configuration key 'net.ports' is not valid: ")
+        assert "\n" not in str(caught.value)
+
 
 class TestHandlersTable:
     def test_the_form_is_checked_at_load(self) -> None:
         config = load_config({"handlers": {"a": "pkg.mod:func", "b": "pkg:Class.method"}})
         assert config.handlers == {"a": "pkg.mod:func", "b": "pkg:Class.method"}
+
+    def test_an_empty_request_type_is_refused(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_config({"handlers": {"": "pkg:func"}})
+        assert str(caught.value) == (
+            "configuration key 'handlers' must name each request type, not ''"
+        )
 
     @pytest.mark.parametrize("path", ["no_colon", "mod:", ":obj", "a b:c", "mod:obj:x", 5, ""])
     def test_a_bad_form_names_the_request_type(self, path: Any) -> None:

@@ -738,10 +738,11 @@ class TestJournal:
 
 
 def journal_lines(path: Path) -> list[bytes]:
-    """Every non-empty line of the queue's journal segments, oldest first."""
+    """Every line of the queue's journal segments that is not blank, oldest first."""
     lines = []
     for name in sorted(os.listdir(path / "journal")):
-        lines += [line for line in (path / "journal" / name).read_bytes().split(b"\n") if line]
+        lines += [line for line in (path / "journal" / name).read_bytes().split(b"\n")
+                  if line.strip()]
     return lines
 
 

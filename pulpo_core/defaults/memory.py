@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from pulpo_core.config import load_section
-from pulpo_core.errors import AdapterError
+from pulpo_core.errors import AdapterError, ConfigError
 from pulpo_core.hookspecs import RegisterAdapter, RegisterConfigSection
 from pulpo_core.markers import hookimpl
 from pulpo_core.message import DEFAULT_PRIORITY, Message
@@ -24,12 +24,19 @@ DEFAULT_TTR = 60
 SECTION = "memory_queue_adapter"
 
 
+def _at_least_one_second(_instance: object, _attribute: object, value: int) -> None:
+    if value < 1:
+        raise ConfigError(
+            f"configuration key '{SECTION}.ttr' must be at least 1 second, not {value!r}"
+        )
+
+
 @attrs.frozen
 class MemorySettings:
     """The ``memory_queue_adapter`` section."""
 
     #: Lease of a job published without a ttr, in seconds.
-    ttr: int = attrs.field(default=DEFAULT_TTR, validator=attrs.validators.ge(1))
+    ttr: int = attrs.field(default=DEFAULT_TTR, validator=_at_least_one_second)
 
 
 @attrs.define

@@ -19,7 +19,8 @@ different segments for a moment) says where the job belongs and with what conten
 
 Every write starts with a line break, so the lines read ``\nR ...`` and empty lines are skipped: a
 line that a full disk, a killed process or a power cut left cut short is closed by the next
-write instead of swallowing it. A write that a full disk cut short is cut off again.
+write instead of swallowing it. What a full disk let a write store of its lines is overwritten
+with spaces, so a failed publish leaves no record behind.
 
 The journal lives in ``journal/`` as numbered segments (``0000000000.log``, ...). A writer that
 finds its segment past ``segment_size`` starts the next one (``O_EXCL``: one process creates it,
@@ -176,8 +177,7 @@ class Journal:
         segment is flushed (``fdatasync``) before this returns.
 
         :raises OSError: when the lines could not all be written; what was written of them is
-            cut off again (when another writer appended in between, the pieces stay, cut off
-            from any record by the line breaks around them).
+            overwritten with spaces.
         """
         now = time.monotonic()
         stale = self._write_fd is None or now - self._write_checked > WRITER_REFRESH
@@ -190,29 +190,35 @@ class Journal:
         data = b"\n" + line
         written = os.write(fd, data)
         if written < len(data):
-            self._undo_short_write(fd, data, written)
+            self._blank_short_write(fd, data, written)
         if flush:
             os.fdatasync(fd)
         if os.lseek(fd, 0, os.SEEK_CUR) >= self.segment_size:
             self._start_next()
 
-    @staticmethod
-    def _undo_short_write(fd: int, data: bytes, written: int) -> None:
-        """A write stored only the first ``written`` bytes of ``data`` (a full disk): learn why
-        from writing the rest, remove what this record left, and raise that error."""
-        start = os.lseek(fd, 0, os.SEEK_CUR) - written  # O_APPEND: where this write began
+    def _blank_short_write(self, fd: int, data: bytes, written: int) -> None:
+        """A write stored only the first ``written`` bytes of ``data`` (the disk is full): learn
+        why by writing the rest, overwrite every byte this record stored with spaces, and raise.
+
+        Blanking in place needs no new space and touches only this writer's own bytes (an
+        ``O_APPEND`` write is one contiguous piece, wherever others appended since), so no other
+        record is harmed and no reader's position moves; a blank line is no record.
+        """
+        pieces = [(os.lseek(fd, 0, os.SEEK_CUR) - written, written)]
         error: OSError
         try:
-            os.write(fd, data[written:])
+            rest = os.write(fd, data[written:])
+            pieces.append((os.lseek(fd, 0, os.SEEK_CUR) - rest, rest))
             error = OSError(errno.EIO, "the journal write was cut short")
         except OSError as caught:
             error = caught
-        end = os.lseek(fd, 0, os.SEEK_CUR)
         with contextlib.suppress(OSError):
-            # Only when nobody appended in between; otherwise the pieces stay, each ended by
-            # the next record's leading line break: a cut ``P`` line fails to parse as a job.
-            if end - start <= len(data) and os.fstat(fd).st_size == end:
-                os.ftruncate(fd, start)
+            blanking = os.open(self._path(self._write_number), os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                for offset, size in pieces:
+                    os.pwrite(blanking, b" " * size, offset)
+            finally:
+                os.close(blanking)
         raise error
 
     def _open_for_append(self, number: int, exclusive: bool = False) -> int:
