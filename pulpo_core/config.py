@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 
+from pulpo_core.converter import describe_error
 from pulpo_core.errors import ConfigError
 
 T = TypeVar("T")
@@ -114,33 +115,22 @@ def _structure(prefix: str, values: Mapping[str, Any], cls: type[T]) -> T:
         return config_converter.structure(values, cls)
     except cattrs.ClassValidationError as error:
         noted, bare = error.group_exceptions()
-        for cause, note in noted:
+        for cause, note in noted:  # a field's value: the first in field order is named
+            key = prefix + note.name
             if isinstance(cause, _Refused):
                 raise ConfigError(
-                    f"configuration key {prefix + note.name!r} must be {cause.expects}, "
-                    f"not {cause.value!r}"
+                    f"configuration key {key!r} must be {cause.expects}, not {cause.value!r}"
                 ) from None
-        for cause, note in noted:
-            key = prefix + note.name
             if isinstance(cause, KeyError):
                 raise ConfigError(f"configuration key {key!r} must be set") from None
-            if not isinstance(cause, ConfigError):
-                raise ConfigError(
-                    f"configuration key {key!r} is not valid: {_describe(cause)}"
-                ) from None
-        causes = [cause for cause, _ in noted] + list(bare)
-        first = causes[0] if causes else error
-        if isinstance(first, ConfigError):  # from a field's own validator
+            raise ConfigError(
+                f"configuration key {key!r} is not valid: {describe_error(cause, 'value')}"
+            ) from None
+        first = bare[0] if bare else error  # raised by the class itself, e.g. a validator
+        if isinstance(first, ConfigError):
             raise first from None
         where = f"section {prefix[:-1]!r}" if prefix else "settings"
-        raise ConfigError(f"configuration {where}: {_describe(first)}") from None
-
-
-def _describe(error: BaseException) -> str:
-    """One line for what cattrs (or a class) said about a value."""
-    if isinstance(error, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(error, path="value"))
-    return str(error) or type(error).__name__
+        raise ConfigError(f"configuration {where}: {describe_error(first, 'value')}") from None
 
 
 def _check_handlers(value: Any) -> dict[str, str]:
@@ -231,7 +221,7 @@ def check_section(name: str, section: Mapping[str, Any], keys: type | Iterable[s
 
 def load_section(name: str, section: Mapping[str, Any], cls: type[T]) -> T:
     """Structure a plugin's section into its attrs class, naming ``section.key`` on errors."""
-    fields = {f.name: f for f in attrs.fields(cls)}  # type: ignore[arg-type]
+    fields = [f.name for f in attrs.fields(cls)]  # type: ignore[arg-type]
     if not isinstance(section, Mapping):
         raise ConfigError(f"configuration section {name!r} must be a table, not {section!r}")
     for key in section:

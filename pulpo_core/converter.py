@@ -30,8 +30,9 @@ converter.register_unstructure_hook(datetime, _unstructure_datetime)
 converter.register_structure_hook(datetime, _structure_datetime)
 
 
-def describe_error(error: BaseException) -> str:
-    """One readable line for a cattrs structuring error (or any other exception)."""
+def describe_error(error: BaseException, path: str = "body") -> str:
+    """One readable line for a cattrs structuring error (or any other exception); ``path``
+    names the structured value in it."""
     if isinstance(error, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(error, path="body"))
+        return "; ".join(cattrs.transform_error(error, path=path))
     return str(error) or type(error).__name__

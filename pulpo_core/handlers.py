@@ -166,8 +166,9 @@ class HandlerRegistry:
             spec = self.specs.get(request_type)
             if spec is None:
                 return None
-            lazy = spec.target if isinstance(spec.target, LazyHandler) else None
-            target = spec.target if lazy is None else lazy.load()
-            name = None if lazy is None else lazy.path
+            if isinstance(spec.target, LazyHandler):
+                target, name = spec.target.load(), spec.target.path
+            else:
+                target, name = spec.target, None
             handler = self._loaded[request_type] = Handler(target, request_type, name)
         return handler

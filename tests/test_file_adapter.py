@@ -629,13 +629,8 @@ class TestFullDisk:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         assert publish_on_a_full_disk(tmp_path).returncode == 3
-        queue = adapter_on(tmp_path)
-        sent = queue.enqueue(Message("t", payload="after the disk was freed"))
-        queue.close()
-        (tmp_path / "ready" / f"{sent.id}.json").unlink()  # its file did not reach the disk
-        reboot(monkeypatch)
-        message = adapter_on(tmp_path).dequeue()
-        assert message is not None and message.payload == "after the disk was freed"
+        sent, message = publish_then_lose_the_file(tmp_path, monkeypatch)
+        assert message is not None and message.id == sent.id and message.payload == sent.payload
 
 
 class TestSpareFiles:
@@ -728,13 +723,21 @@ class TestJournal:
     ) -> None:
         adapter_on(tmp_path).close()
         self.leave_a_line_cut_short(tmp_path)
-        queue = adapter_on(tmp_path)
-        sent = queue.enqueue(Message("t", payload="next"))
-        queue.close()
-        (tmp_path / "ready" / f"{sent.id}.json").unlink()  # its file lost in a power cut
-        reboot(monkeypatch)
-        again = adapter_on(tmp_path).dequeue()
-        assert again is not None and again.id == sent.id and again.payload == "next"
+        sent, again = publish_then_lose_the_file(tmp_path, monkeypatch)
+        assert again is not None and again.id == sent.id and again.payload == sent.payload
+
+
+def publish_then_lose_the_file(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Message, Message | None]:
+    """Publish a job (fsync on), lose its file in a power cut, and dequeue after the reboot:
+    the job, and what the first worker after the reboot takes."""
+    queue = adapter_on(path)
+    sent = queue.enqueue(Message("t", payload="published before the power cut"))
+    queue.close()
+    (path / "ready" / f"{sent.id}.json").unlink()  # the file did not reach the disk
+    reboot(monkeypatch)
+    return sent, adapter_on(path).dequeue()
 
 
 def journal_lines(path: Path) -> list[bytes]:
