@@ -112,34 +112,6 @@ class TestWorkerKilled:
             app.close()
 
 
-class TestWorkerFrozen:
-    def test_the_job_of_a_frozen_worker_goes_to_another_after_its_ttr(
-        self, workers: Workers
-    ) -> None:
-        # A frozen worker (SIGSTOP: its connection stays open, its lease is no longer renewed)
-        # is what beanstalkd's ttr is for: the server releases the job once the ttr runs out.
-        app = workers.app()
-        try:
-            release = workers.folder / "release"
-            job = app.publish(workers.job("frozen", release=str(release), ttr=2))
-            frozen = workers.start()
-            wait_for(lambda: workers.notes(job, "started"), 20, "the first start", workers)
-            frozen.send_signal(signal.SIGSTOP)
-            stopped_at = time.monotonic()
-            try:
-                release.touch()
-                workers.start()
-                wait_for(lambda: workers.notes(job, "done"), 20, "the second run", workers)
-                assert time.monotonic() - stopped_at >= 1  # not before the ttr ran out
-            finally:
-                frozen.send_signal(signal.SIGCONT)
-            runs = workers.notes(job, "started")
-            assert runs[0]["pid"] == frozen.pid and runs[1]["pid"] != frozen.pid
-            assert runs[1]["attempts"] == 1  # the frozen run counts
-        finally:
-            app.close()
-
-
 class TestLongJob:
     def test_a_job_running_past_its_ttr_is_not_handed_to_a_second_worker(
         self, workers: Workers, beanstalkd: BeanstalkdServer

@@ -159,10 +159,15 @@ class TestManyWorkers:
     def test_four_workers_drain_two_thousand_jobs_each_handled_exactly_once(
         self, cluster: Cluster
     ) -> None:
-        with cluster.app() as app:
-            ids = {app.publish(Message("record", payload=n)).id for n in range(2000)}
+        # All four wait for work first: a worker started after the others could find the queue
+        # drained already, and the test would say nothing about sharing it.
         for _ in range(4):
             cluster.start_worker()
+        logs = [cluster.root / f"worker-{number}.log" for number in range(4)]
+        cluster.wait_for(lambda: all("worker started" in log.read_text() for log in logs), 60,
+                         "four workers started")
+        with cluster.app() as app:
+            ids = {app.publish(Message("record", payload=n)).id for n in range(2000)}
         cluster.wait_for(lambda: len(os.listdir(cluster.records)) >= 2000, 120, "2000 jobs")
         cluster.stop_workers()
         handled = cluster.records_by_id()
