@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -631,6 +634,102 @@ class TestFullDisk:
         assert publish_on_a_full_disk(tmp_path).returncode == 3
         sent, message = publish_then_lose_the_file(tmp_path, monkeypatch)
         assert message is not None and message.id == sent.id and message.payload == sent.payload
+
+
+UNPRIVILEGED = 65534  # "nobody": who a test running as root becomes to meet permission bits
+
+
+@contextlib.contextmanager
+def read_only(queue: Path, *folders: str) -> Iterator[None]:
+    """Make ``folders`` of the queue (``""``: the whole queue) read-only for a process run by
+    :func:`publish_in_a_child`, and give the write access back afterwards.
+
+    Root may write anywhere, so under root the queue is handed to an unprivileged user, whom
+    the child becomes; its parent folder is made passable for that user.
+    """
+    as_root = os.geteuid() == 0
+    paths = [path for folder in folders for path in [queue / folder, *(queue / folder).rglob("*")]]
+    if as_root:
+        queue.parent.chmod(0o711)
+        for path in [queue, *queue.rglob("*")]:
+            os.chown(path, UNPRIVILEGED, UNPRIVILEGED)
+    for path in paths:
+        path.chmod(0o500 if path.is_dir() else 0o400)
+    try:
+        yield
+    finally:
+        for path in paths:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        if as_root:
+            for path in [queue, *queue.rglob("*")]:
+                os.chown(path, 0, 0)
+
+
+def publish_in_a_child(queue: Path) -> str:
+    """Publish a job from a forked process (unprivileged when the tests run as root) and
+    return what it met: the ``AdapterError``'s message, or ``"published"``."""
+    reading, writing = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(UNPRIVILEGED)
+                os.setuid(UNPRIVILEGED)
+            adapter = FileQueueAdapter({"base_path": str(queue)})
+            try:
+                adapter.enqueue(Message("t", payload="written into a read-only queue"))
+                outcome = "published"
+            except AdapterError as error:
+                outcome = str(error)
+        except BaseException as error:  # reported to the parent, never raised in the child
+            outcome = f"unexpected {error!r}"
+        os.write(writing, outcome.encode())
+        os._exit(0)
+    os.close(writing)
+    with os.fdopen(reading, "rb") as pipe:
+        outcome = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return outcome
+
+
+class TestReadOnlyFolder:
+    @pytest.fixture
+    def queue_path(self) -> Iterator[Path]:
+        # Not under tmp_path: its parents are closed to other users, and the child may be one.
+        parent = Path(tempfile.mkdtemp(prefix="pulpo-read-only-"))
+        try:
+            yield parent / "queue"
+        finally:
+            shutil.rmtree(parent)
+
+    def test_a_read_only_queue_refuses_a_publish_clearly_and_is_left_as_it_was(
+        self, queue_path: Path
+    ) -> None:
+        adapter_on(queue_path).enqueue(Message("t", payload="already queued"))
+        before = {path: path.read_bytes() for path in queue_path.rglob("*") if path.is_file()}
+        with read_only(queue_path, ""):
+            outcome = publish_in_a_child(queue_path)
+        assert outcome.startswith(f"the file queue could not store a job in "
+                                  f"{str(queue_path / 'ready')!r}: Permission denied"), outcome
+        after = {path: path.read_bytes() for path in queue_path.rglob("*") if path.is_file()}
+        assert after == before
+        assert drain(adapter_on(queue_path)) == ["already queued"]
+
+    def test_a_read_only_ready_folder_leaves_no_file_and_no_job_after_a_reboot(
+        self, queue_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        adapter_on(queue_path).close()
+        with read_only(queue_path, "ready"):
+            outcome = publish_in_a_child(queue_path)
+        assert "could not store a job" in outcome and "Permission denied" in outcome, outcome
+        for folder in ("ready", "tmp", "reserved", "buried"):
+            assert files_in(queue_path / folder) == [], folder
+        # Its flushed record was cancelled in the journal: a replay must not bring it back.
+        reboot(monkeypatch)
+        worker = adapter_on(queue_path)
+        assert worker.dequeue() is None
+        assert worker.stats()["total"] == 0
 
 
 class TestSpareFiles:
