@@ -442,6 +442,45 @@ class TestLeases:
         assert queue.stats()["total"] == 0
 
 
+class Killed(BaseException):
+    """Stands for a SIGKILL at one point of a call: nothing after it runs."""
+
+
+class TestAKillWhileAJobMovesLeavesOneCopy:
+    """Retrying or burying a job writes its new content; a worker killed right after that
+    write must leave one copy of the job, not one in ``reserved/`` and one where it was going
+    (two workers could then run it at once when the old claim's lease runs out)."""
+
+    def copies(self, path: Path, job_id: str) -> list[str]:
+        return [f"{folder}/{name}" for folder in ("ready", "reserved", "buried")
+                for name in files_in(path / folder) if name.startswith(job_id)]
+
+    @pytest.mark.parametrize("settle", ["rollback", "bury"])
+    def test_killed_right_after_writing_the_new_content(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settle: str
+    ) -> None:
+        import pulpo_file.adapter as adapter_module
+
+        worker = adapter_on(tmp_path)
+        sent = worker.enqueue(Message("t", payload="moved"))
+        message = worker.dequeue()
+        assert message is not None and sent.id
+        write = adapter_module.write_job_file
+
+        def write_then_die(*args: Any, **kwargs: Any) -> None:
+            write(*args, **kwargs)
+            raise Killed
+
+        monkeypatch.setattr(adapter_module, "write_job_file", write_then_die)
+        with pytest.raises(Killed):
+            if settle == "rollback":
+                worker.rollback(message)
+            else:
+                worker.bury(message, "why")
+        copies = self.copies(tmp_path, sent.id)
+        assert len(copies) == 1, copies
+
+
 class TestBury:
     def test_a_buried_job_shows_its_reason_and_kick_brings_it_back_without_it(
         self, queue: FileQueueAdapter
@@ -523,6 +562,20 @@ class TestUnreadableFiles:
         assert drain(queue) == ["real"]
         assert (queue.path / "buried" / "notes.txt").read_text() == "hello"
         assert (queue.path / "buried" / "notes.txt.reason").is_file()
+
+
+class TestSetAsideNeverReplaces:
+    def test_a_second_file_of_the_same_name_is_kept_beside_the_first(
+        self, tmp_path: Path
+    ) -> None:
+        adapter_on(tmp_path).close()
+        for content in ("first", "second"):
+            (tmp_path / "ready" / "order.json").write_text(content)
+            assert adapter_on(tmp_path).dequeue() is None  # its first look sets the file aside
+        kept = {name: (tmp_path / "buried" / name).read_text()
+                for name in files_in(tmp_path / "buried") if not name.endswith(".reason")}
+        assert sorted(kept.values()) == ["first", "second"], kept
+        assert len(files_in(tmp_path / "buried")) == 4  # each with its reason
 
 
 class TestIdsThatAreNotOurs:
@@ -869,10 +922,52 @@ def reboot(monkeypatch: pytest.MonkeyPatch) -> None:
     import pulpo_file.adapter as adapter_module
 
     monkeypatch.setattr(adapter_module, "current_boot_id", lambda: "the-boot-after-the-cut")
+    booted = time.time()
+    monkeypatch.setattr(adapter_module, "boot_instant", lambda: booted)
 
 
 class TestPowerCutRecovery:
     """With fsync, a job is safe once its record is flushed to the journal; files may be lost."""
+
+    def test_publishers_after_a_reboot_keep_the_records_the_first_worker_replays(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        queue = adapter_on(tmp_path, journal_segment_size=4096)
+        sent = queue.enqueue(Message("t", payload="its file was lost"))
+        queue.close()
+        (tmp_path / "ready" / f"{sent.id}.json").unlink()
+        reboot(monkeypatch)
+        publisher = adapter_on(tmp_path, journal_segment_size=4096)
+        for n in range(100):  # several segments, before any worker has started
+            publisher.enqueue(Message("t", payload=n))
+        handled = drain(adapter_on(tmp_path, journal_segment_size=4096))
+        assert sorted(handled, key=str) == sorted([*range(100), "its file was lost"], key=str)
+
+    def test_the_replay_leaves_alone_a_publish_made_since_the_reboot(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import pulpo_file.adapter as adapter_module
+
+        adapter_on(tmp_path).close()
+        reboot(monkeypatch)
+        publisher, worker = adapter_on(tmp_path), adapter_on(tmp_path)
+        write = adapter_module.write_job_file
+        first_look: list[Message | None] = []
+
+        def worker_starts_in_between(*args: Any, **kwargs: Any) -> None:
+            # The publish has flushed its record and not yet written the job's file: the
+            # first worker after the reboot replays the journal now.
+            if not first_look:
+                first_look.append(worker.dequeue())
+            write(*args, **kwargs)
+
+        monkeypatch.setattr(adapter_module, "write_job_file", worker_starts_in_between)
+        sent = publisher.enqueue(Message("t", payload="published after the reboot"))
+        monkeypatch.setattr(adapter_module, "write_job_file", write)
+        assert first_look == [None]
+        message = worker.dequeue()
+        assert message is not None and message.id == sent.id
+        assert worker.dequeue() is None  # one copy of the job, run once
 
     def test_a_job_whose_file_was_lost_is_written_again_from_the_journal(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

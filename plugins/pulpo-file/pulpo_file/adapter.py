@@ -200,19 +200,37 @@ class FileQueueAdapter:
 
     def _write(self, folder: str, job_id: str, data: bytes, ready_ns: int) -> None:
         """Write a job (its JSON) as ``folder/<id>.json`` through ``tmp/``: all of it or nothing."""
+        self._write_as(os.path.join(folder, job_id + JSON), job_id, data, ready_ns,
+                       self._folder_fd(folder))
+
+    def _write_as(
+        self, destination: str, job_id: str, data: bytes, ready_ns: int, folder_fd: int | None
+    ) -> None:
         with self._lock:
             temporary = os.path.join(self._tmp, f"{job_id}.{self._token()}.tmp")
             spare = self._spares.take()
         write_job_file(
-            os.path.join(folder, job_id + JSON),
+            destination,
             data,
             temporary=temporary,
             spare=spare,
             mtime_ns=ready_ns,
             fsync=self._fsync,
-            folder_fd=self._folder_fd(folder),
+            folder_fd=folder_fd,
             fix_mode=self._fix_mode,
         )
+
+    def _rewrite_and_move(
+        self, source: str, folder: str, job_id: str, data: bytes, ready_ns: int
+    ) -> None:
+        """Put the new content in place of the claimed file ``source`` (one atomic rename over
+        it), then rename that file into ``folder``: a process killed at any point leaves one
+        copy of the job, never two that two workers could run at once."""
+        self._write_as(source, job_id, data, ready_ns, None)
+        os.rename(source, os.path.join(folder, job_id + JSON))
+        folder_fd = self._folder_fd(folder)
+        if folder_fd is not None:
+            os.fsync(folder_fd)
 
     def _log_intent(self, job_id: str, ready_ns: int, data: bytes, buried: bool = False) -> None:
         """With the write-ahead journal: record the job's content and flush, before writing it."""
@@ -230,13 +248,25 @@ class FileQueueAdapter:
                 log.warning("could not record in the journal that job %s is gone: %s",
                             job_id, error.strerror or error)
 
-    def _checkpoint(self) -> None:
-        """Make every job file written so far durable (before old journal segments go)."""
+    def _checkpoint(self) -> bool:
+        """Make every job file written so far durable, before old journal segments go; refuse
+        (``False``: they stay) until a worker has replayed the journal since the last reboot,
+        since their records may be all that is left of jobs a power cut took the files of."""
+        if not self._replayed_in_this_boot():
+            return False
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             sync_file_system(fd)
         finally:
             os.close(fd)
+        return True
+
+    def _replayed_in_this_boot(self) -> bool:
+        try:
+            with open(os.path.join(self.path, MARKER), encoding="ascii", errors="replace") as f:
+                return f.read().strip() == self._boot()
+        except OSError:
+            return False
 
     def _discard(self, path: str, job_id: str) -> None:
         """A job's file is no longer needed: keep it as a spare (or delete it)."""
@@ -548,9 +578,20 @@ class FileQueueAdapter:
         return True
 
     def _set_aside(self, path: str, name: str, reason: str) -> None:
-        """Move an unreadable file to ``buried/`` with a ``.reason`` next to it; never delete."""
+        """Move an unreadable file to ``buried/`` with a ``.reason`` next to it; never delete,
+        nor replace a file set aside before (the later one gets a suffix)."""
         log.warning("job file %s is set aside as buried: %s", path, reason)
         destination = os.path.join(self._buried, name)
+        while True:
+            try:
+                os.link(path, destination)  # unlike a rename, never replaces what is there
+                break
+            except FileExistsError:
+                destination = os.path.join(self._buried, f"{name}.{self._token()}")
+            except FileNotFoundError:
+                return  # moved or removed by another process meanwhile
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
         try:
             with open(
                 open_private(destination + REASON, os.O_WRONLY | os.O_TRUNC, self._fix_mode),
@@ -560,8 +601,6 @@ class FileQueueAdapter:
                 note.write(reason + "\n")
         except OSError as error:
             log.warning("could not write the reason next to %s: %s", destination, error)
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(path, destination)
 
     # -- leases --------------------------------------------------------------------------
 
@@ -646,11 +685,10 @@ class FileQueueAdapter:
             self._move_to_ready(job_id, message, time.time_ns(), claimed)
 
     def _move_to_ready(self, job_id: str, message: Message, ready_ns: int, source: str) -> None:
-        """Write the job to ``ready/``, then let ``source`` go and announce the job."""
+        """Move the job from ``source`` to ``ready/`` with new content, and announce it."""
         data = message.to_json().encode("utf-8")
         self._log_intent(job_id, ready_ns, data)
-        self._write(self._ready, job_id, data, ready_ns)
-        self._discard(source, job_id)
+        self._rewrite_and_move(source, self._ready, job_id, data, ready_ns)
         self._announce(job_id, ready_ns)
 
     # -- settling ------------------------------------------------------------------------
@@ -776,8 +814,7 @@ class FileQueueAdapter:
                 data = buried.to_json().encode("utf-8")
                 now_ns = time.time_ns()
                 self._log_intent(job_id, now_ns, data, buried=True)
-                self._write(self._buried, job_id, data, now_ns)
-                self._discard(source, job_id)
+                self._rewrite_and_move(source, self._buried, job_id, data, now_ns)
                 self._held.pop(job_id, None)
             except OSError as error:
                 raise AdapterError(
@@ -978,8 +1015,13 @@ class FileQueueAdapter:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.read(fd, 4096).decode("ascii", errors="replace").strip() == boot:
                 return
+            # A record written since the boot is a live process's: its publish may be writing
+            # the job's file right now, and must not meet a copy written by the replay.
+            booted_ns = int(boot_instant() * 1e9)
             last: dict[str, Record] = {}
             for record in self._journal.records(until):
+                if record.time_ns >= booted_ns:
+                    continue
                 known = last.get(record.job_id)
                 if known is None or record.time_ns >= known.time_ns:
                     last[record.job_id] = record

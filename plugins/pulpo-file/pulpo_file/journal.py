@@ -134,11 +134,12 @@ class Journal:
     """Append to and tail the journal segments in ``folder``.
 
     :param checkpoint: called before old segments are removed; it must make every job file
-        written so far durable (the adapter passes a ``syncfs`` of the queue's file system).
+        written so far durable (the adapter passes a ``syncfs`` of the queue's file system), and
+        return whether the old segments may go.
     """
 
     def __init__(
-        self, folder: str, segment_size: int, fix_mode: bool, checkpoint: Callable[[], None]
+        self, folder: str, segment_size: int, fix_mode: bool, checkpoint: Callable[[], bool]
     ) -> None:
         self.folder = folder
         self.segment_size = segment_size
@@ -247,8 +248,9 @@ class Journal:
             return
         self._switch_writer(fd, number)
         old = [n for n in self._numbers() if n < number - KEEP]
-        if old:
-            self.checkpoint()  # what the old segments describe is on the disk from here on
+        # The checkpoint makes what the old segments describe durable; it refuses (the
+        # segments stay) while their records may still be needed for a replay after a reboot.
+        if old and self.checkpoint():
             for stale in old:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._path(stale))
