@@ -821,6 +821,24 @@ class TestSpareFiles:
         assert len(drain(adapter)) == 1
         assert files_in(tmp_path / "spare") == []
 
+    def test_removing_old_spares_leaves_one_a_publisher_has_taken(self, tmp_path: Path) -> None:
+        import random
+
+        from pulpo_file.spares import SparePool
+
+        adapter = adapter_on(tmp_path)
+        adapter.enqueue(Message("t"))
+        assert len(drain(adapter)) == 1
+        [name] = files_in(tmp_path / "spare")
+        publisher = SparePool(str(tmp_path / "spare"), 10, 600.0, random.Random(1))
+        taken = publisher.take()  # being written, not yet renamed into ready/
+        assert taken is not None
+        SparePool(str(tmp_path / "spare"), 10, 0.0, random.Random(2)).trim()  # all are old
+        assert files_in(tmp_path / "spare") == [name]
+        os.close(taken[0])
+        SparePool(str(tmp_path / "spare"), 10, 0.0, random.Random(2)).trim()
+        assert files_in(tmp_path / "spare") == []
+
     def test_spares_unused_for_spare_ttl_are_removed(self, tmp_path: Path) -> None:
         adapter = adapter_on(tmp_path, spare_ttl=0.2, rescan_interval=0.1)
         adapter.enqueue(Message("t"))

@@ -13,7 +13,6 @@ content until it is rewritten or removed (the folder is private to the owner).
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import random
@@ -100,16 +99,32 @@ class SparePool:
                 except FileNotFoundError:
                     continue
                 if changed < limit:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
+                    self._remove_if_free(entry.path)
                 else:
                     kept.append((changed, entry.name))
         if len(kept) > self.max_files:
             kept.sort()
             for _, name in kept[: len(kept) - self.max_files]:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.folder, name))
+                self._remove_if_free(os.path.join(self.folder, name))
             kept = kept[len(kept) - self.max_files :]
         names = {name for _, name in kept}
         self._known = [name for name in self._known if name in names]
         self._count = len(kept)
+
+    @staticmethod
+    def _remove_if_free(path: str) -> None:
+        """Remove the spare at ``path`` unless a taker holds it (its lock), as :meth:`take`
+        would take it: locked, and still under its spare name."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            opened, named = os.fstat(fd), os.stat(path)
+            if (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino):
+                os.unlink(path)
+        except OSError:  # taken (locked), or gone
+            pass
+        finally:
+            os.close(fd)
