@@ -961,6 +961,36 @@ class TestPowerCutRecovery:
         handled = drain(adapter_on(tmp_path, journal_segment_size=4096))
         assert sorted(handled, key=str) == sorted([*range(100), "its file was lost"], key=str)
 
+    def test_a_publish_that_stalled_while_its_record_was_removed_flushes_its_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import pulpo_file.adapter as adapter_module
+
+        publisher = adapter_on(tmp_path, journal_segment_size=4096)
+        others = adapter_on(tmp_path, journal_segment_size=4096)
+        write, fsync = adapter_module.write_job_file, os.fsync
+        flushed: list[str] = []
+
+        def others_fill_the_journal(*args: Any, **kwargs: Any) -> None:
+            # The publisher stalls between its flushed record and its file; meanwhile others
+            # fill segments until a checkpoint removes the one holding its record.
+            monkeypatch.setattr(adapter_module, "write_job_file", write)
+            for n in range(100):
+                others.enqueue(Message("t", payload=n))
+            write(*args, **kwargs)
+
+        def spy(fd: int) -> None:  # which files the publish flushes (a power cut cannot be)
+            flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+            fsync(fd)
+
+        monkeypatch.setattr(adapter_module, "write_job_file", others_fill_the_journal)
+        monkeypatch.setattr(adapter_module.os, "fsync", spy)
+        sent = publisher.enqueue(Message("t", payload="stalled"))
+        monkeypatch.setattr(adapter_module.os, "fsync", fsync)
+        assert not any(sent.id and sent.id.encode() in line for line in journal_lines(tmp_path))
+        assert str(tmp_path / "ready" / f"{sent.id}.json") in flushed
+        assert str(tmp_path / "ready") in flushed
+
     def test_the_replay_leaves_alone_a_publish_made_since_the_reboot(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -232,11 +232,29 @@ class FileQueueAdapter:
         if folder_fd is not None:
             os.fsync(folder_fd)
 
-    def _log_intent(self, job_id: str, ready_ns: int, data: bytes, buried: bool = False) -> None:
-        """With the write-ahead journal: record the job's content and flush, before writing it."""
+    def _log_intent(self, job_id: str, ready_ns: int, data: bytes, buried: bool = False) -> int:
+        """With the write-ahead journal: record the job's content and flush, before writing it;
+        the record's segment (-1 without the journal), for :meth:`_outlived`."""
         if self._wal:
             with self._lock:
-                self._journal.append(intent_line(job_id, ready_ns, data, buried), flush=True)
+                return self._journal.append(
+                    intent_line(job_id, ready_ns, data, buried), flush=True
+                )
+        return -1
+
+    def _outlived(self, segment: int, folder: str, job_id: str) -> None:
+        """The job's file is written; if the journal moved on so far meanwhile (a long stall)
+        that its record's segment may be gone, no replay can restore it: flush it instead.
+
+        A checkpoint that removes the segment later than this look flushes the file itself."""
+        if segment < 0 or not self._journal.may_be_gone(segment):
+            return
+        for path in (os.path.join(folder, job_id + JSON), folder):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _log_gone(self, job_id: str, flush: bool = False) -> None:
         """With the write-ahead journal: record that the job is done or deleted."""
@@ -343,12 +361,13 @@ class FileQueueAdapter:
         ready_ns = self._ready_time(job_id, message)
         data = message.to_json().encode("utf-8")
         try:
-            self._log_intent(job_id, ready_ns, data)
+            segment = self._log_intent(job_id, ready_ns, data)
             try:
                 self._write(self._ready, job_id, data, ready_ns)
             except BaseException:
                 self._log_gone(job_id, flush=True)  # the recorded intent must not come true
                 raise
+            self._outlived(segment, self._ready, job_id)
         except OSError as error:
             raise AdapterError(
                 f"the file queue could not store a job in {self._ready!r}: "
@@ -376,11 +395,12 @@ class FileQueueAdapter:
                 batch.append((job_id, message, ready_ns, message.to_json().encode("utf-8")))
         if not batch:
             return []
+        segment = -1
         try:
             if self._wal:
                 lines = b"".join(intent_line(j, r, d) for j, _, r, d in batch)
                 with self._lock:
-                    self._journal.append(lines, flush=True)
+                    segment = self._journal.append(lines, flush=True)
         except OSError as error:
             raise AdapterError(
                 f"the file queue could not record {len(batch)} jobs in its journal: "
@@ -400,6 +420,12 @@ class FileQueueAdapter:
                     [*queued, *([None] * (len(batch) - number))],
                 ) from error
             queued.append(message)
+        try:
+            for job_id, *_ in batch:
+                self._outlived(segment, self._ready, job_id)
+        except OSError as error:
+            log.warning("%d jobs are queued but could not be flushed after a long stall (%s)",
+                        len(batch), error.strerror or error)
         self._announce_all([(job_id, ready_ns) for job_id, _, ready_ns, _ in batch])
         return queued
 
@@ -687,8 +713,9 @@ class FileQueueAdapter:
     def _move_to_ready(self, job_id: str, message: Message, ready_ns: int, source: str) -> None:
         """Move the job from ``source`` to ``ready/`` with new content, and announce it."""
         data = message.to_json().encode("utf-8")
-        self._log_intent(job_id, ready_ns, data)
+        segment = self._log_intent(job_id, ready_ns, data)
         self._rewrite_and_move(source, self._ready, job_id, data, ready_ns)
+        self._outlived(segment, self._ready, job_id)
         self._announce(job_id, ready_ns)
 
     # -- settling ------------------------------------------------------------------------
@@ -813,8 +840,9 @@ class FileQueueAdapter:
                 )
                 data = buried.to_json().encode("utf-8")
                 now_ns = time.time_ns()
-                self._log_intent(job_id, now_ns, data, buried=True)
+                segment = self._log_intent(job_id, now_ns, data, buried=True)
                 self._rewrite_and_move(source, self._buried, job_id, data, now_ns)
+                self._outlived(segment, self._buried, job_id)
                 self._held.pop(job_id, None)
             except OSError as error:
                 raise AdapterError(

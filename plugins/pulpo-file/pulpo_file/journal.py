@@ -170,8 +170,9 @@ class Journal:
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, line: bytes, flush: bool = False) -> None:
-        """Append one or more lines in one ``write`` (so lines never interleave).
+    def append(self, line: bytes, flush: bool = False) -> int:
+        """Append one or more lines in one ``write`` (so lines never interleave); return the
+        number of the segment they went to.
 
         The write starts with a line break of its own, so a line cut short before it (a full
         disk, a process killed mid-write, a power cut) can never swallow it. With ``flush`` the
@@ -194,8 +195,22 @@ class Journal:
             self._blank_short_write(fd, data, written)
         if flush:
             os.fdatasync(fd)
+        number = self._write_number
         if os.lseek(fd, 0, os.SEEK_CUR) >= self.segment_size:
             self._start_next()
+        return number
+
+    def may_be_gone(self, number: int) -> bool:
+        """Whether segment ``number`` may have been removed, or be about to be, by a checkpoint
+        that flushed the file system before the caller's last write.
+
+        Segments are removed oldest first, once the one ``KEEP + 1`` later has started, so the
+        later one is looked at first: when it does not exist yet, any checkpoint removing
+        ``number`` comes after this look.
+        """
+        return os.path.exists(self._path(number + KEEP + 1)) or not os.path.exists(
+            self._path(number)
+        )
 
     def _blank_short_write(self, fd: int, data: bytes, written: int) -> None:
         """A write stored only the first ``written`` bytes of ``data`` (the disk is full): learn
