@@ -223,18 +223,25 @@ class FileQueueAdapter:
     def _rewrite_and_move(
         self, source: str, folder: str, job_id: str, data: bytes, ready_ns: int
     ) -> None:
-        """Put the new content in place of the claimed file ``source`` (one atomic rename over
-        it), then rename that file into ``folder``: a process killed at any point leaves one
-        copy of the job, never two that two workers could run at once."""
+        """Record the job's new content (with the journal), put it in place of the claimed
+        file ``source`` (one atomic rename over it), then rename that file into ``folder``: a
+        process killed at any point leaves one copy of the job, never two that two workers
+        could run at once."""
+        segment = self._log_intent(job_id, ready_ns, data, buried=folder == self._buried)
         self._write_as(source, job_id, data, ready_ns, None)
         os.rename(source, os.path.join(folder, job_id + JSON))
+        self._flush_folder(folder)
+        self._flush_if_outlived(segment, folder, [job_id])
+
+    def _flush_folder(self, folder: str) -> None:
+        """With ``fsync_method = "files"``: flush ``folder`` after a rename into it."""
         folder_fd = self._folder_fd(folder)
         if folder_fd is not None:
             os.fsync(folder_fd)
 
     def _log_intent(self, job_id: str, ready_ns: int, data: bytes, buried: bool = False) -> int:
         """With the write-ahead journal: record the job's content and flush, before writing it;
-        the record's segment (-1 without the journal), for :meth:`_outlived`."""
+        the record's segment (-1 without the journal), for :meth:`_flush_if_outlived`."""
         if self._wal:
             with self._lock:
                 return self._journal.append(
@@ -242,14 +249,15 @@ class FileQueueAdapter:
                 )
         return -1
 
-    def _outlived(self, segment: int, folder: str, job_id: str) -> None:
-        """The job's file is written; if the journal moved on so far meanwhile (a long stall)
-        that its record's segment may be gone, no replay can restore it: flush it instead.
+    def _flush_if_outlived(self, segment: int, folder: str, job_ids: Sequence[str]) -> None:
+        """The jobs' files are written; if the journal moved on so far meanwhile (a long
+        stall) that their records' segment may be gone, no replay can restore them: flush them
+        instead.
 
-        A checkpoint that removes the segment later than this look flushes the file itself."""
+        A checkpoint that removes the segment later than this look flushes the files itself."""
         if segment < 0 or not self._journal.may_be_gone(segment):
             return
-        for path in (os.path.join(folder, job_id + JSON), folder):
+        for path in [*(os.path.join(folder, job_id + JSON) for job_id in job_ids), folder]:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 os.fsync(fd)
@@ -270,7 +278,11 @@ class FileQueueAdapter:
         """Make every job file written so far durable, before old journal segments go; refuse
         (``False``: they stay) until a worker has replayed the journal since the last reboot,
         since their records may be all that is left of jobs a power cut took the files of."""
-        if not self._replayed_in_this_boot():
+        try:
+            with open(os.path.join(self.path, MARKER), "rb") as marker:
+                if not self._is_this_boot(marker.read()):
+                    return False
+        except OSError:
             return False
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -279,12 +291,9 @@ class FileQueueAdapter:
             os.close(fd)
         return True
 
-    def _replayed_in_this_boot(self) -> bool:
-        try:
-            with open(os.path.join(self.path, MARKER), encoding="ascii", errors="replace") as f:
-                return f.read().strip() == self._boot()
-        except OSError:
-            return False
+    def _is_this_boot(self, marker: bytes) -> bool:
+        """Whether the marker's content (the boot the queue was last recovered in) is now's."""
+        return marker.decode("ascii", errors="replace").strip() == self._boot()
 
     def _discard(self, path: str, job_id: str) -> None:
         """A job's file is no longer needed: keep it as a spare (or delete it)."""
@@ -367,7 +376,7 @@ class FileQueueAdapter:
             except BaseException:
                 self._log_gone(job_id, flush=True)  # the recorded intent must not come true
                 raise
-            self._outlived(segment, self._ready, job_id)
+            self._flush_if_outlived(segment, self._ready, [job_id])
         except OSError as error:
             raise AdapterError(
                 f"the file queue could not store a job in {self._ready!r}: "
@@ -421,8 +430,7 @@ class FileQueueAdapter:
                 ) from error
             queued.append(message)
         try:
-            for job_id, *_ in batch:
-                self._outlived(segment, self._ready, job_id)
+            self._flush_if_outlived(segment, self._ready, [job_id for job_id, *_ in batch])
         except OSError as error:
             log.warning("%d jobs are queued but could not be flushed after a long stall (%s)",
                         len(batch), error.strerror or error)
@@ -713,9 +721,7 @@ class FileQueueAdapter:
     def _move_to_ready(self, job_id: str, message: Message, ready_ns: int, source: str) -> None:
         """Move the job from ``source`` to ``ready/`` with new content, and announce it."""
         data = message.to_json().encode("utf-8")
-        segment = self._log_intent(job_id, ready_ns, data)
         self._rewrite_and_move(source, self._ready, job_id, data, ready_ns)
-        self._outlived(segment, self._ready, job_id)
         self._announce(job_id, ready_ns)
 
     # -- settling ------------------------------------------------------------------------
@@ -817,9 +823,7 @@ class FileQueueAdapter:
                     os.utime(path, ns=(ready_ns, ready_ns))
                 os.rename(path, os.path.join(self._ready, job_id + JSON))
                 self._held.pop(job_id, None)
-                folder_fd = self._folder_fd(self._ready)
-                if folder_fd is not None:
-                    os.fsync(folder_fd)
+                self._flush_folder(self._ready)
             except OSError as error:
                 raise AdapterError(
                     f"job {job_id!r} could not be released: {error.strerror or error}"
@@ -840,9 +844,7 @@ class FileQueueAdapter:
                 )
                 data = buried.to_json().encode("utf-8")
                 now_ns = time.time_ns()
-                segment = self._log_intent(job_id, now_ns, data, buried=True)
                 self._rewrite_and_move(source, self._buried, job_id, data, now_ns)
-                self._outlived(segment, self._buried, job_id)
                 self._held.pop(job_id, None)
             except OSError as error:
                 raise AdapterError(
@@ -1041,7 +1043,7 @@ class FileQueueAdapter:
         fd = open_private(marker, os.O_RDWR, self._fix_mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.read(fd, 4096).decode("ascii", errors="replace").strip() == boot:
+            if self._is_this_boot(os.read(fd, 4096)):
                 return
             # A record written since the boot is a live process's: its publish may be writing
             # the job's file right now, and must not meet a copy written by the replay.
