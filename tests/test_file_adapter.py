@@ -13,7 +13,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -935,6 +935,21 @@ class TestStats:
         }
 
 
+def before_the_next_job_file(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
+    """Run ``action`` once, when the next job file is about to be written (after a publish has
+    flushed its record): what other processes do while the publisher stalls there."""
+    import pulpo_file.adapter as adapter_module
+
+    write = adapter_module.write_job_file
+
+    def act_then_write(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(adapter_module, "write_job_file", write)  # once only
+        action()
+        write(*args, **kwargs)
+
+    monkeypatch.setattr(adapter_module, "write_job_file", act_then_write)
+
+
 def reboot(monkeypatch: pytest.MonkeyPatch) -> None:
     """A reboot cannot happen in a test: the next adapter is told the boot changed."""
     import pulpo_file.adapter as adapter_module
@@ -968,22 +983,19 @@ class TestPowerCutRecovery:
 
         publisher = adapter_on(tmp_path, journal_segment_size=4096)
         others = adapter_on(tmp_path, journal_segment_size=4096)
-        write, fsync = adapter_module.write_job_file, os.fsync
+        fsync = os.fsync
         flushed: list[str] = []
 
-        def others_fill_the_journal(*args: Any, **kwargs: Any) -> None:
-            # The publisher stalls between its flushed record and its file; meanwhile others
-            # fill segments until a checkpoint removes the one holding its record.
-            monkeypatch.setattr(adapter_module, "write_job_file", write)
+        def others_fill_the_journal() -> None:
+            # Until a checkpoint removes the segment holding the publisher's record.
             for n in range(100):
                 others.enqueue(Message("t", payload=n))
-            write(*args, **kwargs)
 
         def spy(fd: int) -> None:  # which files the publish flushes (a power cut cannot be)
             flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
             fsync(fd)
 
-        monkeypatch.setattr(adapter_module, "write_job_file", others_fill_the_journal)
+        before_the_next_job_file(monkeypatch, others_fill_the_journal)
         monkeypatch.setattr(adapter_module.os, "fsync", spy)
         sent = publisher.enqueue(Message("t", payload="stalled"))
         monkeypatch.setattr(adapter_module.os, "fsync", fsync)
@@ -994,24 +1006,13 @@ class TestPowerCutRecovery:
     def test_the_replay_leaves_alone_a_publish_made_since_the_reboot(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import pulpo_file.adapter as adapter_module
-
         adapter_on(tmp_path).close()
         reboot(monkeypatch)
         publisher, worker = adapter_on(tmp_path), adapter_on(tmp_path)
-        write = adapter_module.write_job_file
         first_look: list[Message | None] = []
-
-        def worker_starts_in_between(*args: Any, **kwargs: Any) -> None:
-            # The publish has flushed its record and not yet written the job's file: the
-            # first worker after the reboot replays the journal now.
-            if not first_look:
-                first_look.append(worker.dequeue())
-            write(*args, **kwargs)
-
-        monkeypatch.setattr(adapter_module, "write_job_file", worker_starts_in_between)
+        # The first worker after the reboot replays the journal while the publish stalls.
+        before_the_next_job_file(monkeypatch, lambda: first_look.append(worker.dequeue()))
         sent = publisher.enqueue(Message("t", payload="published after the reboot"))
-        monkeypatch.setattr(adapter_module, "write_job_file", write)
         assert first_look == [None]
         message = worker.dequeue()
         assert message is not None and message.id == sent.id
