@@ -28,6 +28,12 @@ def adapter_on(path: Path, **settings: Any) -> FileQueueAdapter:
     return FileQueueAdapter({"base_path": str(path), **settings})
 
 
+def journal_on(path: Path, **settings: Any) -> FileQueueAdapter:
+    """A queue whose single publishes go through the journal (``fsync_method = "journal"``):
+    each job is a file in ``ready/`` when ``enqueue`` returns, its record in the journal."""
+    return adapter_on(path, fsync_method="journal", **settings)
+
+
 @pytest.fixture
 def queue(tmp_path: Path) -> Iterator[FileQueueAdapter]:
     adapter = adapter_on(tmp_path / "queue")
@@ -88,7 +94,7 @@ class TestRegistration:
         with Pulpo({}) as app:
             app.publish(Message("t"))
         assert (tmp_path / ".pulpo" / "queue" / "ready").is_dir()
-        assert len(os.listdir(tmp_path / ".pulpo" / "queue" / "ready")) == 1
+        assert adapter_on(tmp_path / ".pulpo" / "queue").stats()["ready"] == 1
 
 
 class TestConfiguration:
@@ -323,7 +329,7 @@ class TestPublishMany:
     def test_with_fsync_the_journal_is_flushed_once_for_the_whole_call(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        queue = adapter_on(tmp_path)
+        queue = journal_on(tmp_path)
         flushes: list[int] = []
         real = os.fdatasync
 
@@ -520,7 +526,8 @@ class TestUnreadableFiles:
         self, tmp_path: Path
     ) -> None:
         config = {
-            "file_queue_adapter": {"base_path": str(tmp_path)},
+            # The jobs are files as soon as they are published, to be damaged by hand.
+            "file_queue_adapter": {"base_path": str(tmp_path), "fsync_method": "journal"},
             "shutdown_after_number_of_empty_iterations": 1,
             "sleep_duration": 0,
         }
@@ -542,7 +549,8 @@ class TestUnreadableFiles:
             assert peeked.body == {"raw": '{"id": "tru'}
             assert app.queue_adapter.stats()["buried"] == 1
 
-    def test_a_buried_file_fixed_by_hand_can_be_kicked(self, queue: FileQueueAdapter) -> None:
+    def test_a_buried_file_fixed_by_hand_can_be_kicked(self, tmp_path: Path) -> None:
+        queue = journal_on(tmp_path)
         sent = queue.enqueue(Message("t", payload="fixed"))
         path = queue.path / "ready" / f"{sent.id}.json"
         good = path.read_bytes()
@@ -718,7 +726,7 @@ def read_only(queue: Path, *folders: str) -> Iterator[None]:
                 os.chown(path, 0, 0)
 
 
-def publish_in_a_child(queue: Path) -> str:
+def publish_in_a_child(queue: Path, **settings: Any) -> str:
     """Publish a job from a forked process (unprivileged when the tests run as root) and
     return what it met: the ``AdapterError``'s message, or ``"published"``."""
     reading, writing = os.pipe()
@@ -729,7 +737,7 @@ def publish_in_a_child(queue: Path) -> str:
                 os.setgroups([])
                 os.setgid(UNPRIVILEGED)
                 os.setuid(UNPRIVILEGED)
-            adapter = FileQueueAdapter({"base_path": str(queue)})
+            adapter = FileQueueAdapter({"base_path": str(queue), **settings})
             try:
                 adapter.enqueue(Message("t", payload="written into a read-only queue"))
                 outcome = "published"
@@ -774,7 +782,7 @@ class TestReadOnlyFolder:
     ) -> None:
         adapter_on(queue_path).close()
         with read_only(queue_path, "ready"):
-            outcome = publish_in_a_child(queue_path)
+            outcome = publish_in_a_child(queue_path, fsync_method="journal")
         assert "could not store a job" in outcome and "Permission denied" in outcome, outcome
         for folder in ("ready", "tmp", "reserved", "buried"):
             assert files_in(queue_path / folder) == [], folder
@@ -790,12 +798,13 @@ class TestSpareFiles:
         self, queue: FileQueueAdapter
     ) -> None:
         queue.enqueue(Message("t", payload="first"))
+        assert queue.stats()["ready"] == 1  # made a file (from the publish log)
         first_inode = next(os.scandir(queue.path / "ready")).inode()
         assert drain(queue) == ["first"]
         assert queue.stats()["spare"] == 1
         second = queue.enqueue(Message("t", payload="second"))
+        assert queue.stats()["spare"] == 0  # made a file (from the publish log) in the spare
         assert (queue.path / "ready" / f"{second.id}.json").stat().st_ino == first_inode
-        assert queue.stats()["spare"] == 0
         peeked = queue.peek(second.id or "")
         assert peeked is not None and peeked.payload == "second"
         assert drain(queue) == ["second"]
@@ -902,12 +911,12 @@ def publish_then_lose_the_file(
 ) -> tuple[Message, Message | None]:
     """Publish a job (fsync on), lose its file in a power cut, and dequeue after the reboot:
     the job, and what the first worker after the reboot takes."""
-    queue = adapter_on(path)
+    queue = journal_on(path)
     sent = queue.enqueue(Message("t", payload="published before the power cut"))
     queue.close()
     (path / "ready" / f"{sent.id}.json").unlink()  # the file did not reach the disk
     reboot(monkeypatch)
-    return sent, adapter_on(path).dequeue()
+    return sent, journal_on(path).dequeue()
 
 
 def journal_lines(path: Path) -> list[bytes]:
@@ -965,15 +974,15 @@ class TestPowerCutRecovery:
     def test_publishers_after_a_reboot_keep_the_records_the_first_worker_replays(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        queue = adapter_on(tmp_path, journal_segment_size=4096)
+        queue = journal_on(tmp_path, journal_segment_size=4096)
         sent = queue.enqueue(Message("t", payload="its file was lost"))
         queue.close()
         (tmp_path / "ready" / f"{sent.id}.json").unlink()
         reboot(monkeypatch)
-        publisher = adapter_on(tmp_path, journal_segment_size=4096)
+        publisher = journal_on(tmp_path, journal_segment_size=4096)
         for n in range(100):  # several segments, before any worker has started
             publisher.enqueue(Message("t", payload=n))
-        handled = drain(adapter_on(tmp_path, journal_segment_size=4096))
+        handled = drain(journal_on(tmp_path, journal_segment_size=4096))
         assert sorted(handled, key=str) == sorted([*range(100), "its file was lost"], key=str)
 
     def test_a_publish_that_stalled_while_its_record_was_removed_flushes_its_file(
@@ -981,8 +990,8 @@ class TestPowerCutRecovery:
     ) -> None:
         import pulpo_file.adapter as adapter_module
 
-        publisher = adapter_on(tmp_path, journal_segment_size=4096)
-        others = adapter_on(tmp_path, journal_segment_size=4096)
+        publisher = journal_on(tmp_path, journal_segment_size=4096)
+        others = journal_on(tmp_path, journal_segment_size=4096)
         fsync = os.fsync
         flushed: list[str] = []
 
@@ -1006,9 +1015,9 @@ class TestPowerCutRecovery:
     def test_the_replay_leaves_alone_a_publish_made_since_the_reboot(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        adapter_on(tmp_path).close()
+        journal_on(tmp_path).close()
         reboot(monkeypatch)
-        publisher, worker = adapter_on(tmp_path), adapter_on(tmp_path)
+        publisher, worker = journal_on(tmp_path), journal_on(tmp_path)
         first_look: list[Message | None] = []
         # The first worker after the reboot replays the journal while the publish stalls.
         before_the_next_job_file(monkeypatch, lambda: first_look.append(worker.dequeue()))
@@ -1021,12 +1030,12 @@ class TestPowerCutRecovery:
     def test_a_job_whose_file_was_lost_is_written_again_from_the_journal(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        queue = adapter_on(tmp_path)
+        queue = journal_on(tmp_path)
         sent = queue.enqueue(Message("t", payload="safe", priority=3))
         queue.close()
         (tmp_path / "ready" / f"{sent.id}.json").unlink()  # what the power cut took
         reboot(monkeypatch)
-        recovered = adapter_on(tmp_path)
+        recovered = journal_on(tmp_path)
         message = recovered.dequeue()
         assert message is not None and message.id == sent.id and message.payload == "safe"
         assert (tmp_path / "boot_id").read_text().strip() == "the-boot-after-the-cut"
@@ -1034,18 +1043,18 @@ class TestPowerCutRecovery:
     def test_a_damaged_file_is_repaired_from_the_journal(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        queue = adapter_on(tmp_path)
+        queue = journal_on(tmp_path)
         sent = queue.enqueue(Message("t", payload="safe"))
         queue.close()
         (tmp_path / "ready" / f"{sent.id}.json").write_bytes(b"")  # data never reached the disk
         reboot(monkeypatch)
-        message = adapter_on(tmp_path).dequeue()
+        message = journal_on(tmp_path).dequeue()
         assert message is not None and message.payload == "safe"
 
     def test_a_retry_recorded_before_the_cut_is_restored_with_its_attempt(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        queue = adapter_on(tmp_path)
+        queue = journal_on(tmp_path)
         sent = queue.enqueue(Message("t"))
         message = queue.dequeue()
         assert message is not None
@@ -1053,13 +1062,13 @@ class TestPowerCutRecovery:
         queue.close()
         (tmp_path / "ready" / f"{sent.id}.json").unlink()
         reboot(monkeypatch)
-        again = adapter_on(tmp_path).dequeue()
+        again = journal_on(tmp_path).dequeue()
         assert again is not None and again.id == sent.id and again.attempts == 1
 
     def test_a_burial_recorded_before_the_cut_stays_a_burial(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        queue = adapter_on(tmp_path)
+        queue = journal_on(tmp_path)
         sent = queue.enqueue(Message("t"))
         message = queue.dequeue()
         assert message is not None
@@ -1067,7 +1076,7 @@ class TestPowerCutRecovery:
         queue.close()
         (tmp_path / "buried" / f"{sent.id}.json").unlink()
         reboot(monkeypatch)
-        recovered = adapter_on(tmp_path)
+        recovered = journal_on(tmp_path)
         assert recovered.dequeue() is None
         peeked = recovered.peek(sent.id or "")
         assert peeked is not None and peeked.header["buried_reason"] == "bad input"
@@ -1075,7 +1084,7 @@ class TestPowerCutRecovery:
     def test_a_job_recorded_as_done_does_not_come_back(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        queue = adapter_on(tmp_path)
+        queue = journal_on(tmp_path)
         sent = queue.enqueue(Message("t", payload="done"))
         path = tmp_path / "ready" / f"{sent.id}.json"
         content = path.read_bytes()
@@ -1084,44 +1093,45 @@ class TestPowerCutRecovery:
         queue.close()
         path.write_bytes(content)  # the power cut undid the rename of the finished job
         reboot(monkeypatch)
-        assert drain(adapter_on(tmp_path)) == ["flush the done record"]
+        assert drain(journal_on(tmp_path)) == ["flush the done record"]
 
     def test_a_record_cut_short_by_the_cut_is_ignored(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        queue = adapter_on(tmp_path)
+        queue = journal_on(tmp_path)
         queue.enqueue(Message("t", payload="whole"))
         queue.close()
         (segment,) = os.listdir(tmp_path / "journal")
         with open(tmp_path / "journal" / segment, "ab") as journal:
             journal.write(b'P 00062f3a9b1c2d3e-80000000-9f3ac1b2 1 1 {"id":"00062f3a9b1c')
         reboot(monkeypatch)
-        assert drain(adapter_on(tmp_path)) == ["whole"]
+        assert drain(journal_on(tmp_path)) == ["whole"]
 
     def test_a_file_set_aside_as_unreadable_is_left_to_the_operator(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        queue = adapter_on(tmp_path)
+        queue = journal_on(tmp_path)
         sent = queue.enqueue(Message("t"))
         (tmp_path / "ready" / f"{sent.id}.json").write_bytes(b"garbage")
         assert queue.dequeue() is None
         queue.close()
         reboot(monkeypatch)
-        recovered = adapter_on(tmp_path)
+        recovered = journal_on(tmp_path)
         assert recovered.dequeue() is None
         assert (tmp_path / "buried" / f"{sent.id}.json").read_bytes() == b"garbage"
 
     def test_without_a_reboot_nothing_is_replayed(self, tmp_path: Path) -> None:
-        queue = adapter_on(tmp_path)
+        queue = journal_on(tmp_path)
         sent = queue.enqueue(Message("t"))
         queue.close()
         (tmp_path / "ready" / f"{sent.id}.json").unlink()  # deleted by hand: stays deleted
-        assert adapter_on(tmp_path).dequeue() is None
+        assert journal_on(tmp_path).dequeue() is None
 
     def test_a_file_in_ready_holding_another_job_is_moved_under_its_own_id(
-        self, queue: FileQueueAdapter
+        self, tmp_path: Path
     ) -> None:
         # A reused file whose new job reached the disk while the renames that moved it did not.
+        queue = journal_on(tmp_path)
         sent = queue.enqueue(Message("t", payload="finished long ago"))
         lost = Message("t", payload="new", id="00062f3a9b1c2d3e-80000000-9f3ac1b2")
         (queue.path / "ready" / f"{sent.id}.json").write_text(lost.to_json())
@@ -1134,7 +1144,8 @@ class TestFsyncMethods:
     @pytest.mark.parametrize(
         ("settings", "records"),
         [
-            ({"fsync": True}, True),
+            ({"fsync": True}, False),  # "log": a single publish goes to a publish log
+            ({"fsync": True, "fsync_method": "journal"}, True),
             ({"fsync": True, "fsync_method": "files"}, False),
             ({"fsync": False}, False),
         ],

@@ -10,6 +10,7 @@ Layout (every folder 0700, every file 0600)::
         archive/   <id>.json                        successful jobs, with ``enable_archive``
         spare/     <id>.<token>                     finished jobs' files, kept for reuse
         journal/   0000000000.log ...               "job X is ready at T", one line per event
+        logs/      <n>.log, <n>.pos                 publish logs (``fsync_method = "log"``)
         tmp/                                        files being written
         boot_id                                     the boot the queue was last recovered in
 
@@ -40,7 +41,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ from pulpo_file.journal import (
     intent_line,
     ready_line,
 )
+from pulpo_file.publog import Entry, LogFile, LogWriter, log_numbers
 from pulpo_file.recovery import MARKER, boot_instant, current_boot_id
 from pulpo_file.spares import SparePool
 
@@ -79,6 +81,12 @@ BURIED_REASON = "buried_reason"
 MOVE_LEASE_MS = 60_000
 #: Leftovers in ``tmp/`` older than this are files whose writer died; they were never jobs.
 STALE_TEMPORARY_S = 3600.0
+#: A job taken from a publish log, in ``tmp/`` between its record and ``ready/``.
+PENDING = ".pending"
+#: Seconds before a publisher tries again to take a publish log after failing to.
+LOG_RETRY_S = 10.0
+#: Seconds between two flushes of the files made from publish logs, when workers are idle.
+LOG_SYNC_INTERVAL_S = 1.0
 
 
 def _reserved_name(job_id: str, deadline_ms: int, token: str) -> str:
@@ -118,8 +126,10 @@ class FileQueueAdapter:
         self.path = Path(os.path.expanduser(self.settings.base_path)).absolute()
         self.default_ttr = self.settings.ttr
         self._fix_mode = bool(current_umask() & 0o600)
-        # With fsync: a flushed journal record per change ("journal"), or flushed files.
-        self._wal = self.settings.fsync and self.settings.fsync_method == "journal"
+        # With fsync: a flushed journal record per change ("journal"; "log" too, but for a
+        # single publish, which goes to a publish log), or flushed files.
+        self._wal = self.settings.fsync and self.settings.fsync_method in ("journal", "log")
+        self._publish_log = self.settings.fsync and self.settings.fsync_method == "log"
         self._fsync = self.settings.fsync and self.settings.fsync_method == "files"
         self._fsync_folder = self._fsync and self.settings.fsync_folder
         self._rng = random.Random(os.urandom(16))
@@ -132,7 +142,9 @@ class FileQueueAdapter:
         self._spare = str(self.path / "spare")
         self._tmp = str(self.path / "tmp")
         journal = str(self.path / "journal")
-        folders = [self._ready, self._reserved, self._buried, self._spare, self._tmp, journal]
+        self._logs = str(self.path / "logs")
+        folders = [self._ready, self._reserved, self._buried, self._spare, self._tmp, journal,
+                   self._logs]
         if self.settings.enable_archive:
             folders.append(self._archive)
         try:
@@ -161,6 +173,15 @@ class FileQueueAdapter:
         self._lost: set[str] = set()  # jobs this adapter held whose lease ran out, until settled
         self._next_rescan = 0.0
         self._next_lease_check = 0.0
+        self._writer: LogWriter | None = None  # this process's publish log, once it has one
+        self._writer_retry_at = 0.0
+        self._log_files: dict[int, LogFile] = {}  # every publish log of the queue, by number
+        self._logs_mtime = -1
+        self._logs_pid = os.getpid()
+        self._next_log_sync = 0.0
+        self._next_logs_listing = 0.0
+        self._log_seen: dict[int, int] = {}  # the position this process last saw, by log
+        self._log_warned: dict[int, float] = {}  # when to warn again about a log, by number
         self._closed = False
 
     @staticmethod
@@ -284,11 +305,15 @@ class FileQueueAdapter:
                     return False
         except OSError:
             return False
+        logs = self._known_logs()
+        materialized = {number: log_file.positions()[0] for number, log_file in logs.items()}
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             sync_file_system(fd)
         finally:
             os.close(fd)
+        for number, position in materialized.items():
+            logs[number].set_synced(position)  # their files are on disk: the slots may be reused
         return True
 
     def _is_this_boot(self, marker: bytes) -> bool:
@@ -370,6 +395,8 @@ class FileQueueAdapter:
         ready_ns = self._ready_time(job_id, message)
         data = message.to_json().encode("utf-8")
         try:
+            if self._publish_log and self._publish_to_log(job_id, ready_ns, data):
+                return message
             segment = self._log_intent(job_id, ready_ns, data)
             try:
                 self._write(self._ready, job_id, data, ready_ns)
@@ -437,6 +464,159 @@ class FileQueueAdapter:
         self._announce_all([(job_id, ready_ns) for job_id, _, ready_ns, _ in batch])
         return queued
 
+    # -- publish logs (fsync_method = "log") -------------------------------------------
+
+    def _publish_to_log(self, job_id: str, ready_ns: int, data: bytes) -> bool:
+        """Write the job as one flushed record into this process's publish log; ``False``
+        (nothing written) when it cannot go there: the journal takes it instead."""
+        with self._lock:
+            writer = self._log_writer()
+            if writer is None:
+                return False
+            if not writer.has_room():  # workers have not caught up: another log, or a new one
+                writer.close()
+                self._writer = None
+                writer = self._log_writer()
+                if writer is None:
+                    return False
+            return writer.append(job_id, ready_ns, data)
+
+    def _log_writer(self) -> LogWriter | None:
+        writer = self._writer
+        if writer is not None and writer.pid == os.getpid():
+            return writer
+        if writer is not None:  # inherited from the parent process, whose log it stays
+            writer.close()
+            self._writer = None
+        if time.monotonic() < self._writer_retry_at:
+            return None
+        try:
+            self._writer = LogWriter.open(
+                self._logs, self.settings.publish_log_size, self._fix_mode
+            )
+        except OSError as error:
+            log.warning("no publish log in %s (%s): single publishes use the journal",
+                        self._logs, error.strerror or error)
+            self._writer_retry_at = time.monotonic() + LOG_RETRY_S
+            return None
+        return self._writer
+
+    def _known_logs(self) -> dict[int, LogFile]:
+        """Every publish log of the queue, opened for reading (listed again when the folder
+        changed, and every ``rescan_interval`` in case a change fell within one clock tick)."""
+        if self._logs_pid != os.getpid():
+            # Inherited from the parent process: a lock taken through its descriptors would be
+            # the parent's lock too, so this process opens the logs again.
+            for log_file in self._log_files.values():
+                log_file.close()
+            self._log_files.clear()
+            self._logs_mtime, self._logs_pid = -1, os.getpid()
+        mtime = os.stat(self._logs).st_mtime_ns
+        now = time.monotonic()
+        if mtime != self._logs_mtime or now >= self._next_logs_listing:
+            self._logs_mtime = mtime
+            self._next_logs_listing = now + self.settings.rescan_interval
+            for number in log_numbers(self._logs):
+                if number in self._log_files:
+                    continue
+                try:
+                    self._log_files[number] = LogFile(self._logs, number, self._fix_mode)
+                except FileNotFoundError:
+                    continue
+                except OSError as error:
+                    self._warn_about_log(number, f"the publish log {self._logs}/{number}.log "
+                                                 f"cannot be read ({error.strerror or error})")
+        return self._log_files
+
+    def _warn_about_log(self, number: int, text: str) -> None:
+        """Log ``text`` about a publish log, once a minute at most."""
+        now = time.monotonic()
+        if now >= self._log_warned.get(number, 0.0):
+            self._log_warned[number] = now + 60.0
+            log.warning("%s", text)
+
+    def _materialize_logs(self, wait: bool) -> None:
+        """Make files of the jobs waiting in publish logs (skipping a log another process is
+        at, unless ``wait``), so that they are in ``ready/`` and announced."""
+        for number, log_file in list(self._known_logs().items()):
+            try:
+                position, synced = log_file.positions()
+                moved = self._log_seen.get(number) != position
+                self._log_seen[number] = position
+                if not wait and not moved and log_file.read(position) is None:  # nothing new
+                    if position > synced and time.monotonic() >= self._next_log_sync:
+                        # Quiet now: flush the files made, so that publishers reuse the slots.
+                        self._next_log_sync = time.monotonic() + LOG_SYNC_INTERVAL_S
+                        self._checkpoint()
+                    continue
+                # (Another process moved the position: it may have died before its rename.)
+                self._materialize(log_file, wait)
+            except OSError as error:
+                self._warn_about_log(number, f"jobs in the publish log {log_file.path} cannot "
+                                             f"be queued yet ({error.strerror or error}); they "
+                                             f"stay safe in the log")
+
+    def _materialize(
+        self, log_file: LogFile, wait: bool, replay_skipping: set[str] | None = None
+    ) -> None:
+        """Make files of the log's records not yet made files.
+
+        Each goes to ``tmp/<id>.pending``, then the log's position moves past it, then it is
+        renamed into ``ready/``: a process killed anywhere leaves it made once, or to be made
+        (by whoever materializes next, which first finishes a pending rename). With
+        ``replay_skipping`` (after a reboot) start again from the last flushed position,
+        skipping the ids given and the jobs that are files.
+        """
+        with log_file.materializing(wait) as mine:
+            if not mine:
+                return
+            position, synced = log_file.positions()
+            entries: Iterable[Entry]
+            if replay_skipping is not None:
+                # Every record from the last flushed position on, wherever it is in the log.
+                position = synced
+                log_file.set_materialized(position)
+                entries = log_file.all_from(synced)
+            else:
+                if position:
+                    # Its last materializer may have died between the position and the rename.
+                    last = log_file.read(position - 1)
+                    if last is not None and is_id(last.job_id):
+                        self._finish_pending(last.job_id, last.ready_ns)
+                entries = log_file.entries(position)
+            for entry in entries:
+                job_id, position = entry.job_id, entry.seq + 1
+                skipped = replay_skipping is not None and (
+                    job_id in replay_skipping or self._exists(job_id)
+                    or self._reserved_anywhere(job_id)
+                )
+                if skipped or not is_id(job_id):
+                    log_file.set_materialized(position)
+                    continue
+                pending = os.path.join(self._tmp, job_id + PENDING)
+                self._write_as(pending, job_id, entry.data, entry.ready_ns, None)
+                log_file.set_materialized(position)
+                self._finish_pending(job_id, entry.ready_ns)
+            self._log_seen[log_file.number] = position
+        if position - synced >= log_file.slots // 2:
+            self._checkpoint()  # the flushed files free the log's slots for its publisher
+
+    def _finish_pending(self, job_id: str, ready_ns: int) -> None:
+        """Rename ``tmp/<id>.pending`` into ``ready/`` and announce it (unless it is gone:
+        another process finished it)."""
+        try:
+            os.rename(os.path.join(self._tmp, job_id + PENDING),
+                      os.path.join(self._ready, job_id + JSON))
+        except FileNotFoundError:
+            return
+        self._announce(job_id, ready_ns)
+
+    def _materialize_waiting(self) -> None:
+        """Before looking at the folders (peek, delete, kick, stats): every job in a publish
+        log becomes a file first, so none is missed."""
+        with self._lock:
+            self._materialize_logs(wait=True)
+
     def _announce_all(self, entries: list[tuple[str, int]]) -> None:
         """``_announce`` for many jobs, in one journal write."""
         if not entries:
@@ -478,6 +658,7 @@ class FileQueueAdapter:
         position = self._journal.start_reading()
         self._reading = True
         self._recover_after_reboot(position)
+        self._materialize_logs(wait=True)
         self._remove_stale_temporaries()
         self._rescan()
 
@@ -515,16 +696,39 @@ class FileQueueAdapter:
         self._spares.trim()
 
     def _remove_stale_temporaries(self) -> None:
+        """Remove what writers that died long ago left in ``tmp/`` (but see
+        :meth:`_restore_pending`)."""
         limit = time.time() - STALE_TEMPORARY_S
+        self._restore_pending(before_ns=int(limit * 1e9))
         with os.scandir(self._tmp) as entries:
             for entry in entries:
                 with contextlib.suppress(OSError):
-                    if entry.stat().st_ctime < limit:
+                    if not entry.name.endswith(PENDING) and entry.stat().st_ctime < limit:
                         os.unlink(entry.path)
+
+    def _restore_pending(self, before_ns: int) -> None:
+        """A job taken from a publish log whose rename into ``ready/`` was lost (a power cut,
+        or a process that died long ago) is a whole job: it goes to ``ready/``, unless it
+        lives on elsewhere. Only files changed before ``before_ns``: none is still being
+        written."""
+        with os.scandir(self._tmp) as entries:
+            for entry in entries:
+                job_id = entry.name[: -len(PENDING)]
+                if not entry.name.endswith(PENDING) or not is_id(job_id):
+                    continue
+                with contextlib.suppress(OSError):
+                    status = entry.stat()
+                    if status.st_ctime_ns >= before_ns:
+                        continue
+                    if self._exists(job_id) or self._reserved_anywhere(job_id):
+                        os.unlink(entry.path)
+                    else:
+                        self._finish_pending(job_id, status.st_mtime_ns)
 
     def _refresh(self) -> None:
         if not self._reading:
             self._start_reading()
+        self._materialize_logs(wait=False)
         entries, gap = self._journal.read()
         for job_id, ready_ns in entries:
             self._note(job_id, ready_ns)
@@ -860,6 +1064,7 @@ class FileQueueAdapter:
         """
         job_id = check_id(message_id)
         try:
+            self._materialize_waiting()
             for _ in range(2):  # a job moving between folders is found on the second round
                 for path in self._candidates(job_id):
                     found = self._peek_file(job_id, path)
@@ -920,6 +1125,7 @@ class FileQueueAdapter:
         job_id = check_id(message_id)
         with self._lock:
             try:
+                self._materialize_waiting()
                 for _ in range(2):
                     for path in self._candidates(job_id):
                         try:
@@ -999,6 +1205,7 @@ class FileQueueAdapter:
         reuse); with ``enable_archive`` also ``archived``.
         """
         try:
+            self._materialize_waiting()
             now_ns = time.time_ns()
             ready = delayed = 0
             with os.scandir(self._ready) as entries:
@@ -1050,14 +1257,20 @@ class FileQueueAdapter:
             booted_ns = int(boot_instant() * 1e9)
             last: dict[str, Record] = {}
             for record in self._journal.records(until):
-                if record.time_ns >= booted_ns:
-                    continue
+                if record.time_ns >= booted_ns and record.kind != GONE:
+                    continue  # (that a job is gone holds whenever it was recorded)
                 known = last.get(record.job_id)
                 if known is None or record.time_ns >= known.time_ns:
                     last[record.job_id] = record
             replayed = sum(self._replay(record) for record in last.values())
             if replayed:
                 log.warning("restored %d job(s) from the journal after a reboot", replayed)
+            # Jobs published into publish logs since their last flushed position: made files
+            # again where a power cut took their files (not those the journal says are gone).
+            gone = {job_id for job_id, record in last.items() if record.kind == GONE}
+            for log_file in list(self._known_logs().values()):
+                self._materialize(log_file, wait=True, replay_skipping=gone)
+            self._restore_pending(before_ns=booted_ns)
             os.ftruncate(fd, 0)
             os.pwrite(fd, boot.encode("ascii") + b"\n", 0)
             os.fsync(fd)
@@ -1131,6 +1344,12 @@ class FileQueueAdapter:
         with self._lock:
             self._closed = True
             self._journal.close()
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            for log_file in self._log_files.values():
+                log_file.close()
+            self._log_files.clear()
             for fd in self._folder_fds.values():
                 with contextlib.suppress(OSError):
                     os.close(fd)

@@ -53,9 +53,12 @@ class FileQueueConfig:
     #: Make every job safe from a power cut before ``publish`` (and every retry, burial and
     #: kick) returns.
     fsync: bool = True
-    #: How, with ``fsync``: ``"journal"`` flushes one record holding the job to the journal (a
-    #: sequential log, one ``fdatasync``); ``"files"`` flushes the job's own file and folder.
-    fsync_method: str = attrs.field(default="journal", validator=_one_of("journal", "files"))
+    #: How, with ``fsync``: ``"log"`` writes a single publish's record in place into a
+    #: preallocated publish log of the process's own, and a worker makes it a file (see
+    #: :mod:`pulpo_file.publog`), everything else as ``"journal"``; ``"journal"`` flushes one
+    #: record holding the job to the journal (a sequential log, one ``fdatasync``); ``"files"``
+    #: flushes the job's own file and folder.
+    fsync_method: str = attrs.field(default="log", validator=_one_of("log", "journal", "files"))
     #: With ``fsync_method = "files"``: also flush the folder a job was renamed into.
     fsync_folder: bool = True
     #: Keep successful jobs in ``archive/`` instead of deleting them.
@@ -68,6 +71,10 @@ class FileQueueConfig:
     rescan_interval: float = attrs.field(default=60.0, validator=_above_zero)
     #: Bytes after which the publish journal starts a new segment (old ones are removed).
     journal_segment_size: int = attrs.field(default=4 * 1024 * 1024, validator=_at_least(4096))
+    #: With ``fsync_method = "log"``: the most bytes a publish log grows to (the first is 1 MiB,
+    #: each new one twice the largest; one per process publishing at the same time; a job of up
+    #: to 4 KiB takes 4 KiB of one until a worker has made it a file).
+    publish_log_size: int = attrs.field(default=16 * 1024 * 1024, validator=_at_least(65536))
     #: Finished job files kept in ``spare/`` to be rewritten by later jobs (0: never reuse).
     max_spare_files: int = 20_000
     #: Seconds a spare file may wait for reuse before it is removed.

@@ -1,8 +1,9 @@
 """Noticing a reboot, after which the journal's write-ahead records are replayed.
 
-With ``fsync`` (``fsync_method = "journal"``) a job is safe once its record is flushed to the
-journal; its file is written without a flush. A power cut can therefore lose or damage files
-that the journal describes, and the first worker to start after a reboot replays the journal.
+With ``fsync`` (``fsync_method = "journal"`` or ``"log"``) a job is safe once its record is
+flushed to the journal or to a publish log; its file is written without a flush. A power cut can
+therefore lose or damage files that the records describe, and the first worker to start after a
+reboot replays the journal and the publish logs.
 A process that merely died (no reboot) loses nothing: the system still writes its files out.
 The queue remembers the boot it last replayed in (``base_path/boot_id``) so it replays once.
 """
