@@ -444,3 +444,39 @@ class TestCornerCases:
             (tmp_path / "ready" / name).unlink()
         reboot(monkeypatch)
         assert sorted(drain(on(tmp_path, publish_log_size=SMALL))) == list(range(12, 24))
+
+    def test_a_worker_that_met_the_lock_taken_finishes_the_rename_of_its_dead_holder(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        worker = on(tmp_path)
+        assert worker.dequeue() is None  # running, with the logs open
+        sent = on(tmp_path).enqueue(Message("t", payload="stranded"))
+        doomed = on(tmp_path)
+        real = LogFile.set_materialized
+
+        def meet_the_worker_then_die(self: LogFile, seq: int) -> None:
+            real(self, seq)
+            assert worker.dequeue() is None  # sees the position move, the lock taken
+            raise Killed
+
+        monkeypatch.setattr(LogFile, "set_materialized", meet_the_worker_then_die)
+        with pytest.raises(Killed):
+            doomed.stats()
+        monkeypatch.setattr(LogFile, "set_materialized", real)
+        doomed.close()
+        message = worker.dequeue()
+        assert message is not None and message.id == sent.id
+
+    def test_a_publisher_with_a_full_log_flushes_the_files_made_of_it_before_a_new_log(
+        self, tmp_path: Path
+    ) -> None:
+        publisher = on(tmp_path, publish_log_size=SMALL)
+        for n in range(16):
+            publisher.enqueue(Message("t", payload=n))
+        worker = on(tmp_path, publish_log_size=SMALL)
+        worker._checkpoint = lambda: False  # type: ignore[method-assign]  # a worker that lags
+        assert drain(worker) == list(range(16))
+        assert positions(tmp_path) == (16, 0)
+        publisher.enqueue(Message("t", payload=16))
+        assert positions(tmp_path) == (16, 16)
+        assert files_in(tmp_path / "logs") == ["0.log", "0.pos"]

@@ -473,6 +473,10 @@ class FileQueueAdapter:
             writer = self._log_writer()
             if writer is None:
                 return False
+            if not writer.has_room():
+                materialized, synced = writer.log.positions()
+                if materialized > synced:
+                    self._checkpoint()  # workers made files of it, not flushed yet: flush them
             if not writer.has_room():  # workers have not caught up: another log, or a new one
                 writer.close()
                 self._writer = None
@@ -541,8 +545,7 @@ class FileQueueAdapter:
         for number, log_file in list(self._known_logs().items()):
             try:
                 position, synced = log_file.positions()
-                moved = self._log_seen.get(number) != position
-                self._log_seen[number] = position
+                moved = self._log_seen.get(number) != position  # (recorded under its lock)
                 if not wait and not moved and log_file.read(position) is None:  # nothing new
                     if position > synced and time.monotonic() >= self._next_log_sync:
                         # Quiet now: flush the files made, so that publishers reuse the slots.
@@ -564,8 +567,9 @@ class FileQueueAdapter:
         Each goes to ``tmp/<id>.pending``, then the log's position moves past it, then it is
         renamed into ``ready/``: a process killed anywhere leaves it made once, or to be made
         (by whoever materializes next, which first finishes a pending rename). With
-        ``replay_skipping`` (after a reboot) start again from the last flushed position,
-        skipping the ids given and the jobs that are files.
+        ``replay_skipping`` (after a reboot) take every record from the last flushed position
+        on, wherever it is in the log, skipping the ids given (gone or reserved) and the jobs
+        that are files.
         """
         with log_file.materializing(wait) as mine:
             if not mine:
@@ -588,7 +592,6 @@ class FileQueueAdapter:
                 job_id, position = entry.job_id, entry.seq + 1
                 skipped = replay_skipping is not None and (
                     job_id in replay_skipping or self._exists(job_id)
-                    or self._reserved_anywhere(job_id)
                 )
                 if skipped or not is_id(job_id):
                     log_file.set_materialized(position)
@@ -612,8 +615,9 @@ class FileQueueAdapter:
         self._announce(job_id, ready_ns)
 
     def _materialize_waiting(self) -> None:
-        """Before looking at the folders (peek, delete, kick, stats): every job in a publish
-        log becomes a file first, so none is missed."""
+        """Before looking at the folders (peek, delete, stats): every job in a publish log
+        becomes a file first, so none is missed (on a queue this process may only read, the
+        jobs still in a log are not seen: a warning says so)."""
         with self._lock:
             self._materialize_logs(wait=True)
 
@@ -1267,9 +1271,11 @@ class FileQueueAdapter:
                 log.warning("restored %d job(s) from the journal after a reboot", replayed)
             # Jobs published into publish logs since their last flushed position: made files
             # again where a power cut took their files (not those the journal says are gone).
-            gone = {job_id for job_id, record in last.items() if record.kind == GONE}
+            skipping = {job_id for job_id, record in last.items() if record.kind == GONE}
+            skipping.update(parsed[0] for name in os.listdir(self._reserved)
+                            if (parsed := _parse_reserved(name)) is not None)
             for log_file in list(self._known_logs().values()):
-                self._materialize(log_file, wait=True, replay_skipping=gone)
+                self._materialize(log_file, wait=True, replay_skipping=skipping)
             self._restore_pending(before_ns=booted_ns)
             os.ftruncate(fd, 0)
             os.pwrite(fd, boot.encode("ascii") + b"\n", 0)

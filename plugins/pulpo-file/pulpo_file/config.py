@@ -72,8 +72,8 @@ class FileQueueConfig:
     #: Bytes after which the publish journal starts a new segment (old ones are removed).
     journal_segment_size: int = attrs.field(default=4 * 1024 * 1024, validator=_at_least(4096))
     #: With ``fsync_method = "log"``: the most bytes a publish log grows to (the first is 1 MiB,
-    #: each new one twice the largest; one per process publishing at the same time; a job of up
-    #: to 4 KiB takes 4 KiB of one until a worker has made it a file).
+    #: each new one twice the largest; one per process publishing at the same time, more while
+    #: workers lag behind; a job of up to 4 KiB takes 4 KiB of one until it is a flushed file).
     publish_log_size: int = attrs.field(default=16 * 1024 * 1024, validator=_at_least(65536))
     #: Finished job files kept in ``spare/`` to be rewritten by later jobs (0: never reuse).
     max_spare_files: int = 20_000

@@ -19,8 +19,10 @@ log, never reads as a record. The publisher holds an exclusive ``flock`` on its 
 long as it writes it, so one process writes a log; whoever materializes holds the ``flock`` of
 the ``.pos`` file. A slot is reused only below ``synced``, which only a checkpoint moves (after
 flushing the file system, and never after a reboot before the first worker has replayed the
-logs). A publisher whose log has no room takes another, or a new one, and leaves the full one
-to the workers; a worker that has made many files of a log since its last checkpoint runs one.
+logs). Workers run a checkpoint after making half a log into files and when they find nothing
+new (once a second at most); the journal runs one when it starts a new segment. A publisher
+whose log has no room runs one if files were made of it since, else takes another log, or a new
+one, and leaves the full one to the workers.
 """
 
 from __future__ import annotations
@@ -233,7 +235,7 @@ class LogWriter:
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 writer = cls._ready(folder, number, lock_fd, fix_mode)
-            except BlockingIOError:
+            except OSError:  # another process writes it, or it cannot be used: the next one
                 os.close(lock_fd)
                 continue
             except BaseException:
