@@ -401,8 +401,9 @@ class TestCornerCases:
         assert deleted.id and on(tmp_path).delete(deleted.id)  # before any worker started
         assert drain(on(tmp_path)) == []
 
-    def test_a_worker_finishes_the_rename_of_one_that_died_while_it_runs(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    @pytest.mark.parametrize("met_the_lock", [False, True])
+    def test_a_running_worker_finishes_the_rename_of_one_that_died(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, met_the_lock: bool
     ) -> None:
         worker = on(tmp_path)
         assert worker.dequeue() is None  # running, with the logs open
@@ -412,6 +413,8 @@ class TestCornerCases:
 
         def then_die(self: LogFile, seq: int) -> None:
             real(self, seq)
+            if met_the_lock:  # the worker looks now: the position moved, the lock is taken
+                assert worker.dequeue() is None
             raise Killed
 
         monkeypatch.setattr(LogFile, "set_materialized", then_die)
@@ -444,28 +447,6 @@ class TestCornerCases:
             (tmp_path / "ready" / name).unlink()
         reboot(monkeypatch)
         assert sorted(drain(on(tmp_path, publish_log_size=SMALL))) == list(range(12, 24))
-
-    def test_a_worker_that_met_the_lock_taken_finishes_the_rename_of_its_dead_holder(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        worker = on(tmp_path)
-        assert worker.dequeue() is None  # running, with the logs open
-        sent = on(tmp_path).enqueue(Message("t", payload="stranded"))
-        doomed = on(tmp_path)
-        real = LogFile.set_materialized
-
-        def meet_the_worker_then_die(self: LogFile, seq: int) -> None:
-            real(self, seq)
-            assert worker.dequeue() is None  # sees the position move, the lock taken
-            raise Killed
-
-        monkeypatch.setattr(LogFile, "set_materialized", meet_the_worker_then_die)
-        with pytest.raises(Killed):
-            doomed.stats()
-        monkeypatch.setattr(LogFile, "set_materialized", real)
-        doomed.close()
-        message = worker.dequeue()
-        assert message is not None and message.id == sent.id
 
     def test_a_publisher_with_a_full_log_flushes_the_files_made_of_it_before_a_new_log(
         self, tmp_path: Path
