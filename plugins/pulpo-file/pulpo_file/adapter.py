@@ -53,6 +53,7 @@ from pulpo_core.message import DEFAULT_PRIORITY, Message
 from pulpo_file.config import SECTION, FileQueueConfig
 from pulpo_file.files import (
     current_umask,
+    flush,
     make_private_folder,
     open_private,
     sync_file_system,
@@ -279,11 +280,7 @@ class FileQueueAdapter:
         if segment < 0 or not self._journal.may_be_gone(segment):
             return
         for path in [*(os.path.join(folder, job_id + JSON) for job_id in job_ids), folder]:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            flush(path)
 
     def _log_gone(self, job_id: str, flush: bool = False) -> None:
         """With the write-ahead journal: record that the job is done or deleted."""
@@ -702,29 +699,24 @@ class FileQueueAdapter:
     def _remove_stale_temporaries(self) -> None:
         """Remove what writers that died long ago left in ``tmp/`` (but see
         :meth:`_restore_pending`)."""
-        limit = time.time() - STALE_TEMPORARY_S
-        self._restore_pending(before_ns=int(limit * 1e9))
-        with os.scandir(self._tmp) as entries:
-            for entry in entries:
-                with contextlib.suppress(OSError):
-                    if not entry.name.endswith(PENDING) and entry.stat().st_ctime < limit:
-                        os.unlink(entry.path)
+        self._restore_pending(int((time.time() - STALE_TEMPORARY_S) * 1e9), remove_others=True)
 
-    def _restore_pending(self, before_ns: int) -> None:
+    def _restore_pending(self, before_ns: int, remove_others: bool = False) -> None:
         """A job taken from a publish log whose rename into ``ready/`` was lost (a power cut,
         or a process that died long ago) is a whole job: it goes to ``ready/``, unless it
         lives on elsewhere. Only files changed before ``before_ns``: none is still being
-        written."""
+        written. With ``remove_others``, the other files changed before then go."""
         with os.scandir(self._tmp) as entries:
             for entry in entries:
                 job_id = entry.name[: -len(PENDING)]
-                if not entry.name.endswith(PENDING) or not is_id(job_id):
-                    continue
+                pending = entry.name.endswith(PENDING)
+                if pending and not is_id(job_id):
+                    continue  # not a name this adapter writes: left alone
                 with contextlib.suppress(OSError):
                     status = entry.stat()
-                    if status.st_ctime_ns >= before_ns:
+                    if status.st_ctime_ns >= before_ns or not (pending or remove_others):
                         continue
-                    if self._exists(job_id) or self._reserved_anywhere(job_id):
+                    if not pending or self._exists(job_id) or self._reserved_anywhere(job_id):
                         os.unlink(entry.path)
                     else:
                         self._finish_pending(job_id, status.st_mtime_ns)

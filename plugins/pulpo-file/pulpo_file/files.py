@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from pathlib import Path
 
@@ -35,6 +36,33 @@ def sync_file_system(fd: int) -> None:
     except (OSError, AttributeError):
         pass
     os.sync()
+
+
+def flush(path: str) -> None:
+    """Flush the file or folder at ``path`` to the disk (``fsync``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_if_unlocked(path: str) -> None:
+    """Remove the file at ``path`` unless a process holds its ``flock`` (it is in use), and
+    only if the name still names the file locked (not one renamed there meanwhile)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        opened, named = os.fstat(fd), os.stat(path)
+        if (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino):
+            os.unlink(path)
+    except OSError:  # held (locked), or gone
+        pass
+    finally:
+        os.close(fd)
 
 
 def make_private_folder(path: Path) -> None:

@@ -39,7 +39,7 @@ import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from pulpo_file.files import open_private
+from pulpo_file.files import flush, open_private, remove_if_unlocked
 
 SLOT = 4096
 MAGIC = b"PLOG"
@@ -258,7 +258,7 @@ class LogWriter:
                 except FileExistsError:
                     number += 1
             os.close(open_private(os.path.join(folder, f"{number}{POS}"), os.O_RDWR, fix_mode))
-            _flush_folder(folder)
+            flush(folder)
             return cls._ready(folder, number, lock_fd, fix_mode)
         except BaseException:
             os.close(lock_fd)
@@ -337,14 +337,6 @@ def _size(folder: str, number: int) -> int:
         return 0
 
 
-def _flush_folder(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove_abandoned(folder: str) -> None:
     """Remove new logs whose creator died before linking them into place: none holds them,
     and they are a minute old (a creator takes its lock just after creating the file)."""
@@ -353,19 +345,9 @@ def _remove_abandoned(folder: str) -> None:
         if not name.startswith(NEW):
             continue
         path = os.path.join(folder, name)
-        try:
-            if os.stat(path).st_ctime > limit:
-                continue
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.unlink(path)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ctime <= limit:
+                remove_if_unlocked(path)
 
 
 def _open_direct(path: str, direct: bool = True) -> int:

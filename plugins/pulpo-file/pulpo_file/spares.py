@@ -18,6 +18,8 @@ import os
 import random
 import time
 
+from pulpo_file.files import remove_if_unlocked
+
 #: Seconds between two listings of ``spare/`` when the last one found nothing.
 EMPTY_RELIST = 1.0
 
@@ -99,32 +101,15 @@ class SparePool:
                 except FileNotFoundError:
                     continue
                 if changed < limit:
-                    self._remove_if_free(entry.path)
+                    remove_if_unlocked(entry.path)  # not a spare a taker holds
                 else:
                     kept.append((changed, entry.name))
         if len(kept) > self.max_files:
             kept.sort()
             for _, name in kept[: len(kept) - self.max_files]:
-                self._remove_if_free(os.path.join(self.folder, name))
+                remove_if_unlocked(os.path.join(self.folder, name))
             kept = kept[len(kept) - self.max_files :]
         names = {name for _, name in kept}
         self._known = [name for name in self._known if name in names]
         self._count = len(kept)
 
-    @staticmethod
-    def _remove_if_free(path: str) -> None:
-        """Remove the spare at ``path`` unless a taker holds it (its lock), as :meth:`take`
-        would take it: locked, and still under its spare name."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            opened, named = os.fstat(fd), os.stat(path)
-            if (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino):
-                os.unlink(path)
-        except OSError:  # taken (locked), or gone
-            pass
-        finally:
-            os.close(fd)
