@@ -1,14 +1,26 @@
-"""The queue adapter protocol every adapter implements."""
+"""The queue adapter protocol every adapter implements, and the optional capabilities.
+
+:class:`QueueAdapter` is what every adapter must do. An adapter that can do more says so by
+implementing one of the capability protocols below (checked with ``isinstance``, never by
+probing for a method's name): :class:`LeaseKeeping`, :class:`Releasing`,
+:class:`BatchPublishing`, :class:`Flushing`, :class:`JobListing`, :class:`UniquePublishing`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from pulpo_core.message import Message
 
 #: The counts every adapter's ``stats()`` reports.
 STATS_KEYS = ("ready", "delayed", "reserved", "buried")
+#: The states :meth:`JobListing.list_jobs` takes.
+JOB_STATES = STATS_KEYS
+
+#: ``factory(section) -> adapter``: builds an adapter from its config section (registered
+#: through the ``pulpo_register_adapters`` hook).
+AdapterFactory = Callable[[Mapping[str, Any]], "QueueAdapter"]
 
 
 @runtime_checkable
@@ -26,16 +38,23 @@ class QueueAdapter(Protocol):
         """
         ...
 
-    def commit(self, message: Message) -> None:
-        """The job is done: delete it."""
+    def commit(self, message: Message) -> bool | None:
+        """The job is done: delete it.
+
+        ``commit``, ``rollback`` and ``bury`` return ``False`` when the job was no longer this
+        worker's to settle (its lease ran out and it went back to the queue, or it was
+        deleted): nothing was changed, and the worker logs that instead of the action. ``None``
+        (or ``True``) means the action was applied.
+        """
         ...
 
-    def rollback(self, message: Message, delay: float = 0) -> None:
+    def rollback(self, message: Message, delay: float = 0) -> bool | None:
         """Release the job for a retry after ``delay`` seconds; its attempts go up by one."""
         ...
 
-    def bury(self, message: Message, reason: str) -> None:
-        """Keep the job aside with the reason until it is kicked or deleted."""
+    def bury(self, message: Message, reason: str) -> bool | None:
+        """Keep the job aside with the reason (header ``buried_reason``) until it is kicked
+        or deleted."""
         ...
 
     def peek(self, message_id: str) -> Message | None:
@@ -79,4 +98,52 @@ class Releasing(Protocol):
     def release(self, message: Message) -> None:
         """Give a job this adapter holds back to ready at once, as it was: attempts
         unchanged (it did not run), no delay."""
+        ...
+
+
+@runtime_checkable
+class BatchPublishing(Protocol):
+    """Adapters that queue many jobs in fewer round trips or flushes than one each."""
+
+    def enqueue_many(self, messages: Sequence[Message]) -> list[Message]:
+        """Queue the messages; return them with their ids, in order.
+
+        :raises AdapterError: when none was queued.
+        :raises PartialEnqueue: when some were queued and the others not (it lists them).
+        """
+        ...
+
+
+@runtime_checkable
+class Flushing(Protocol):
+    """Adapters that leave work pending (answers owed, buffered acknowledgements) and finish
+    it when the worker stops."""
+
+    def flush(self) -> None:
+        """Finish what is pending; called once when a worker stops."""
+        ...
+
+
+@runtime_checkable
+class JobListing(Protocol):
+    """Adapters that can list the jobs in one state (the dashboard's pages)."""
+
+    def list_jobs(self, state: str, limit: int = 50, after: str | None = None) -> Sequence[Message]:
+        """Up to ``limit`` jobs in ``state`` (one of :data:`JOB_STATES`), in the order the
+        adapter keeps them, starting after the job ``after`` (``None``: from the first).
+
+        :raises ValueError: naming ``state`` when it is not a state.
+        """
+        ...
+
+
+@runtime_checkable
+class UniquePublishing(Protocol):
+    """Adapters that refuse a second job with the same ``unique_key`` by themselves."""
+
+    def enqueue_unique(self, message: Message) -> tuple[Message, bool]:
+        """Queue the message unless a live job (queued, delayed, running or buried, or held
+        for ``unique_for`` seconds) holds its ``unique_key``; return ``(job, created)``: the
+        new job and ``True``, or the job that holds the key and ``False``. Atomic against
+        other publishers of the same key, in this process or any other."""
         ...

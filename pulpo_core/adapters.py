@@ -60,9 +60,7 @@ def select_adapter(adapters: Mapping[str, AdapterEntry], type_name: str) -> Adap
             f"queue_adapter_type {type_name!r} needs the distribution {missing}, which is not "
             f"installed (pip install {missing}); installed adapters: {available}"
         )
-    raise ConfigError(
-        f"unknown queue_adapter_type {type_name!r} (available: {available})"
-    )
+    raise ConfigError(f"unknown queue_adapter_type {type_name!r} (available: {available})")
 
 
 def create_adapter(entry: AdapterEntry, section: Mapping[str, Any]) -> QueueAdapter:

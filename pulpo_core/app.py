@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
+
 from pulpo_core.adapter import QueueAdapter
 from pulpo_core.adapters import AdapterEntry, collect_adapters, create_adapter, select_adapter
 from pulpo_core.config import Config, check_section, load_config
@@ -15,7 +17,7 @@ from pulpo_core.defaults.policy import pulpo_result_policy as default_policy
 from pulpo_core.errors import ConfigError
 from pulpo_core.handlers import HandlerRegistry
 from pulpo_core.lease import LeaseKeeper
-from pulpo_core.message import Message
+from pulpo_core.message import DEFAULT_PRIORITY, Message
 from pulpo_core.plugins import PulpoPluginManager, build_plugin_manager
 from pulpo_core.result import Action, Bury, Commit, Drop, Result, Retry
 
@@ -49,6 +51,7 @@ class Pulpo:
             self.adapters, self.config.queue_adapter_type
         )
         self._check_sections()
+        self._apply_deprecated_ttr()
         self.handlers = HandlerRegistry()
         self._collect_handlers()
         self._queue_adapter: QueueAdapter | None = None
@@ -77,6 +80,24 @@ class Pulpo:
                 raise ConfigError(
                     f"unknown configuration section {name!r} (known sections: {', '.join(known)})"
                 )
+
+    def _apply_deprecated_ttr(self) -> None:
+        """An adapter section's ``ttr`` is the old spelling of the top-level ``ttr``: it still
+        sets the lease of jobs published without one, unless the top-level key is given."""
+        section = self._adapter_entry.section
+        ttr = self.config.sections.get(section, {}).get("ttr")
+        if ttr is None:
+            return
+        if "ttr" in self.config.given:
+            log.warning(
+                "configuration key '%s.ttr' is deprecated and ignored: the top-level 'ttr' is set",
+                section,
+            )
+            return
+        log.warning(
+            "configuration key '%s.ttr' is deprecated: set the top-level 'ttr' instead", section
+        )
+        self.config = attrs.evolve(self.config, ttr=ttr)  # (checked with its section)
 
     def _collect_handlers(self) -> None:
         def register(request_type: str, handler: object) -> None:
@@ -135,8 +156,11 @@ class Pulpo:
         """The message as it is queued: its ttr set, the publish hooks applied, checked."""
         if not isinstance(message, Message):
             raise ValueError(f"publish takes a Message, not {type(message).__name__}")
+        # The one place a job's lease and priority get their defaults: adapters trust them.
         if message.ttr is None:
             message = message._replace(ttr=self.config.ttr)  # the config's ttr is checked
+        if message.priority is None:
+            message = message._replace(priority=DEFAULT_PRIORITY)
         message = self._publish_middleware(message)
         message.validate_for_publish()
         return message
@@ -146,8 +170,10 @@ class Pulpo:
         # before it left it, in pluggy's call order (tryfirst first, then last registered first).
         calls = self._direct_calls and self._direct_calls("pulpo_before_publish")
         if calls is None:
-            calls = tuple((impl.function, tuple(impl.argnames))
-                          for impl in reversed(self.hook.pulpo_before_publish.get_hookimpls()))
+            calls = tuple(
+                (impl.function, tuple(impl.argnames))
+                for impl in reversed(self.hook.pulpo_before_publish.get_hookimpls())
+            )
         for function, argnames in calls:
             arguments: dict[str, Any] = {"message": message, "app": self}
             changed = function(*[arguments[name] for name in argnames])
@@ -194,17 +220,23 @@ class Pulpo:
         if result.is_success and result.messages:
             result = self._publish_follow_ups(result)
         action = self._decide(message, result)
-        if (message.known_attempts is None and isinstance(action, Commit | Drop)
-                and self._has_implementations("pulpo_after_process")):
+        if (
+            message.known_attempts is None
+            and isinstance(action, Commit | Drop)
+            and self._has_implementations("pulpo_after_process")
+        ):
             # Lazily counted attempts (beanstalkd) are gone with the job: read them first, for
             # the observers. Without observers a success costs no such round trip.
             message.attempts  # noqa: B018
-        self._apply(message, action)
-        try:
-            self._call_each("pulpo_after_process",
-                            {"message": message, "result": result, "action": action, "app": self})
-        except Exception:  # an observer's failure must not stop the worker; the job is settled
-            log.exception("a pulpo_after_process hook failed on job %s", message.id)
+        applied = self._apply(message, action)
+        if applied:
+            try:
+                self._call_each(
+                    "pulpo_after_process",
+                    {"message": message, "result": result, "action": action, "app": self},
+                )
+            except Exception:  # an observer's failure must not stop the worker; it is settled
+                log.exception("a pulpo_after_process hook failed on job %s", message.id)
         if not log.isEnabledFor(logging.INFO):  # skip building the arguments (a hot path)
             return result
         log.info(
@@ -212,7 +244,9 @@ class Pulpo:
             message.id,
             message.request_type,
             result.outcome.value,
-            type(action).__name__.lower(),
+            # What really happened to the job: "none" when the adapter changed nothing (the
+            # lease ran out and the job went back to the queue, or it was deleted meanwhile).
+            type(action).__name__.lower() if applied else "none (no longer held)",
             # Never resolved here: after a commit the job is gone, and asking would cost the
             # round trip lazy attempts save ("?" = a success nobody asked the count of).
             "?" if message.known_attempts is None else message.known_attempts,
@@ -235,7 +269,8 @@ class Pulpo:
             # buried by the policy first): its worker died, or its lease ran out, every time.
             return Result.fatal(
                 f"{UNFINISHED_RUNS}: started {runs} time(s) without finishing (its worker died "
-                f"or its lease ran out each time), the most allowed")
+                f"or its lease ran out each time), the most allowed"
+            )
         handler = self.handlers.get(message.request_type)
         if handler is None:
             return Result.fatal(f"no handler for request type {message.request_type!r}")
@@ -254,8 +289,9 @@ class Pulpo:
 
     def _decide(self, message: Message, result: Result) -> Action:
         try:
-            action = self._call_first("pulpo_result_policy",
-                                      {"message": message, "result": result, "app": self})
+            action = self._call_first(
+                "pulpo_result_policy", {"message": message, "result": result, "app": self}
+            )
         except Exception:
             # A broken policy plugin must not leave the job reserved: the core's policy decides.
             log.exception("a pulpo_result_policy hook failed on job %s", message.id)
@@ -263,18 +299,19 @@ class Pulpo:
         assert action is not None, "the default result policy always decides"
         return action  # type: ignore[no-any-return]
 
-    def _apply(self, message: Message, action: Action) -> None:
+    def _apply(self, message: Message, action: Action) -> bool:
+        """Apply the action; whether the adapter did (``False``: the job was no longer this
+        worker's to settle)."""
         adapter = self.queue_adapter
-        if isinstance(action, Commit):
-            adapter.commit(message)
+        if isinstance(action, Commit | Drop):
+            done = adapter.commit(message)
         elif isinstance(action, Retry):
-            adapter.rollback(message, delay=action.delay)
+            done = adapter.rollback(message, delay=action.delay)
         elif isinstance(action, Bury):
-            adapter.bury(message, action.reason)
-        elif isinstance(action, Drop):
-            adapter.commit(message)
+            done = adapter.bury(message, action.reason)
         else:
             raise TypeError(f"a result policy returned {action!r}, not an action")
+        return done is not False
 
     # -- the worker ----------------------------------------------------------------------
 

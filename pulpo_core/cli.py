@@ -98,10 +98,14 @@ def _json_object(text: str) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pulpo", description="Distributed delayed job processing.")
-    parser.add_argument("--config", metavar="FILE",
-                        help="TOML or JSON settings (default: $PULPO_CONFIG, else ./pulpo.toml)")
-    parser.add_argument("--verbose", "-v", action="store_true",
-                        help="debug logging and tracebacks on errors")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML or JSON settings (default: $PULPO_CONFIG, else ./pulpo.toml)",
+    )
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="debug logging and tracebacks on errors"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     commands.add_parser("worker", help="process jobs until shut down").set_defaults(run=cmd_worker)
@@ -109,17 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
     publish = commands.add_parser("publish", help="queue a job; prints each new id")
     publish.add_argument("--request-type", required=True, metavar="T", help="the job type")
     publish.add_argument("--payload", metavar="P", help="body['payload'], a string")
-    publish.add_argument("--body", type=_json_object, metavar="JSON",
-                         help="the body, a JSON object")
-    publish.add_argument("--priority", type=_whole, metavar="N",
-                         help="0 most urgent .. 4294967295 least (clamped)")
+    publish.add_argument(
+        "--body", type=_json_object, metavar="JSON", help="the body, a JSON object"
+    )
+    publish.add_argument(
+        "--priority", type=_whole, metavar="N", help="0 most urgent .. 4294967295 least (clamped)"
+    )
     publish.add_argument("--delay", type=_seconds, metavar="SECONDS", help="run no sooner")
-    publish.add_argument("--expiration", type=_expiration, metavar="SECONDS|ISO-8601",
-                         help="never run after this (seconds from now, or a date and time)")
-    publish.add_argument("--ttr", type=_positive_seconds, metavar="SECONDS",
-                         help="lease of a reserved job")
-    publish.add_argument("--count", type=_count, default=1, metavar="N",
-                         help="publish N such jobs")
+    publish.add_argument(
+        "--expiration",
+        type=_expiration,
+        metavar="SECONDS|ISO-8601",
+        help="never run after this (seconds from now, or a date and time)",
+    )
+    publish.add_argument(
+        "--ttr", type=_positive_seconds, metavar="SECONDS", help="lease of a reserved job"
+    )
+    publish.add_argument("--count", type=_count, default=1, metavar="N", help="publish N such jobs")
     publish.set_defaults(run=cmd_publish)
 
     peek = commands.add_parser("peek", help="show a job as JSON (exit 1 when not found)")
@@ -139,9 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     stats.set_defaults(run=cmd_stats)
 
     commands.add_parser("plugins", help="installed plugins, versions and hooks").set_defaults(
-        run=cmd_plugins)
+        run=cmd_plugins
+    )
     commands.add_parser("handlers", help="request type → handler and its origin").set_defaults(
-        run=cmd_handlers)
+        run=cmd_handlers
+    )
     return parser
 
 
@@ -185,8 +197,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
     app = make_app(args)
     clamped = clamp_priority(args.priority)
     if clamped != args.priority:
-        print(f"pulpo: priority {args.priority} is outside 0..4294967295; using {clamped}",
-              file=sys.stderr)
+        print(
+            f"pulpo: priority {args.priority} is outside 0..4294967295; using {clamped}",
+            file=sys.stderr,
+        )
     try:
         for _ in range(args.count):
             message = Message(

@@ -21,6 +21,7 @@ import cattrs
 
 from pulpo_core.converter import describe_error
 from pulpo_core.errors import ConfigError
+from pulpo_core.message import DEFAULT_TTR
 
 T = TypeVar("T")
 ENV_VAR = "PULPO_CONFIG"
@@ -41,17 +42,19 @@ class Config:
     max_number_of_attempts: int = 5
     retry_delay: float = 1.0
     max_retry_delay: float = 300.0
-    ttr: int = 60
+    ttr: int = DEFAULT_TTR
     handlers: dict[str, str] = attrs.field(factory=dict)
     #: Every top-level table that is not a core key: ``{section name: its mapping}``.
     sections: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    #: The top-level keys the settings gave (the others have their defaults).
+    given: frozenset[str] = attrs.field(factory=frozenset)
 
     def section(self, name: str) -> dict[str, Any]:
         """The named section, or an empty mapping when absent."""
         return dict(self.sections.get(name, {}))
 
 
-CORE_KEYS = tuple(f.name for f in attrs.fields(Config) if f.name != "sections")
+CORE_KEYS = tuple(f.name for f in attrs.fields(Config) if f.name not in ("sections", "given"))
 
 
 class _Refused(ValueError):
@@ -61,6 +64,68 @@ class _Refused(ValueError):
         super().__init__(expects)
         self.expects = expects
         self.value = value
+
+
+class InvalidValue(ValueError):
+    """Raised by a section's validator: the key ``name`` takes ``expects``, not ``value``.
+
+    Loading the section turns it into the one sentence every plugin's settings use:
+    ``configuration key 'section.name' must be <expects>, not <value>[: <why>]``.
+    """
+
+    def __init__(self, name: str, expects: str, value: Any, why: str | None = None) -> None:
+        super().__init__(f"{name} must be {expects}, not {value!r}")
+        self.name = name
+        self.expects = expects
+        self.value = value
+        self.why = why
+
+
+Validator = Any  # an attrs validator: (instance, attribute, value) -> None
+
+
+def at_least(minimum: float, unit: str | None = None, why: str | None = None) -> Validator:
+    """A validator: the value is ``minimum`` or more (``unit``, e.g. ``"second"``, is named)."""
+    expects = f"at least {minimum:g}" + (f" {unit}" if unit else "")
+
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+        if value < minimum:
+            raise InvalidValue(attribute.name, expects, value, why)
+
+    return check
+
+
+def more_than(minimum: float, unit: str | None = None) -> Validator:
+    """A validator: the value is above ``minimum`` (``more_than(0, "seconds")``)."""
+    expects = f"more than {minimum:g}" + (f" {unit}" if unit else "")
+
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+        if value <= minimum:
+            raise InvalidValue(attribute.name, expects, value)
+
+    return check
+
+
+def between(low: float, high: float, unit: str | None = None) -> Validator:
+    """A validator: ``low <= value <= high``."""
+    expects = f"{low:g} to {high:g}" + (f" {unit}" if unit else "")
+
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+        if not low <= value <= high:
+            raise InvalidValue(attribute.name, expects, value)
+
+    return check
+
+
+def one_of(*choices: str) -> Validator:
+    """A validator: the value is one of ``choices``."""
+    expects = f"one of {', '.join(map(repr, choices))}"
+
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in choices:
+            raise InvalidValue(attribute.name, expects, value)
+
+    return check
 
 
 def _bool(value: Any, _type: Any = bool) -> bool:
@@ -127,6 +192,12 @@ def _structure(prefix: str, values: Mapping[str, Any], cls: type[T]) -> T:
                 f"configuration key {key!r} is not valid: {describe_error(cause, 'value')}"
             ) from None
         first = bare[0] if bare else error  # raised by the class itself, e.g. a validator
+        if isinstance(first, InvalidValue):
+            why = f": {first.why}" if first.why else ""
+            raise ConfigError(
+                f"configuration key {prefix + first.name!r} must be {first.expects}, "
+                f"not {first.value!r}{why}"
+            ) from None
         if isinstance(first, ConfigError):
             raise first from None
         where = f"section {prefix[:-1]!r}" if prefix else "settings"
@@ -181,7 +252,7 @@ def load_config(data: Mapping[str, Any] | Config | None = None) -> Config:
         raise ConfigError("configuration key 'max_number_of_attempts' must be at least 1, not 0")
     if config.ttr == 0:
         raise ConfigError("configuration key 'ttr' must be at least 1 second, not 0")
-    return attrs.evolve(config, sections=sections)
+    return attrs.evolve(config, sections=sections, given=frozenset(values))
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

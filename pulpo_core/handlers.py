@@ -77,8 +77,9 @@ class Handler:
                 try:
                     body: Any = converter.structure(message.body, self.body_type)
                 except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as error:
-                    return Result.fatal(f"body does not fit {self.body_type.__name__}: "
-                                        f"{describe_error(error)}")
+                    return Result.fatal(
+                        f"body does not fit {self.body_type.__name__}: {describe_error(error)}"
+                    )
                 args = (body, message) if self._wants_message else (body,)
                 returned = self._call(*args)
         except TransientError as error:
@@ -106,7 +107,8 @@ def _body_type(call: Callable[..., Any]) -> tuple[type | None, bool]:
     except (TypeError, ValueError):
         return None, False
     params = [
-        p for p in signature.parameters.values()
+        p
+        for p in signature.parameters.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     if not params:

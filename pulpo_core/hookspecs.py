@@ -5,13 +5,14 @@ Each hook is documented in ``docs/hooks/``; a test fails when one is missing the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 import pluggy
 
+from pulpo_core.adapter import AdapterFactory
+
 if TYPE_CHECKING:
-    from pulpo_core.adapter import QueueAdapter
     from pulpo_core.app import Pulpo
     from pulpo_core.message import Message
     from pulpo_core.result import Action, Result
@@ -35,14 +36,9 @@ __all__ = [
 
 hookspec = pluggy.HookspecMarker("pulpo")
 
-#: ``factory(section) -> adapter``: builds an adapter from its config section.
-AdapterFactory = Callable[[Mapping[str, Any]], "QueueAdapter"]
-
 
 class RegisterAdapter(Protocol):
-    def __call__(
-        self, name: str, factory: AdapterFactory, aliases: Iterable[str] = ()
-    ) -> None: ...
+    def __call__(self, name: str, factory: AdapterFactory, aliases: Iterable[str] = ()) -> None: ...
 
 
 class RegisterHandler(Protocol):

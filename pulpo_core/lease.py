@@ -21,8 +21,9 @@ class _Lease:
 
     __slots__ = ("adapter", "due", "interval", "keeper", "message", "touching")
 
-    def __init__(self, keeper: LeaseKeeper, adapter: LeaseKeeping, message: Message,
-                 interval: float) -> None:
+    def __init__(
+        self, keeper: LeaseKeeper, adapter: LeaseKeeping, message: Message, interval: float
+    ) -> None:
         self.keeper = keeper
         self.adapter = adapter
         self.message = message
@@ -52,8 +53,9 @@ class LeaseKeeper:
         self._idle_wait = 1.0
         self._keeps: dict[type, bool] = {}
 
-    def keep(self, adapter: QueueAdapter, message: Message,
-             ttr: float) -> contextlib.AbstractContextManager[None]:
+    def keep(
+        self, adapter: QueueAdapter, message: Message, ttr: float
+    ) -> contextlib.AbstractContextManager[None]:
         """Keep the job's lease while the ``with`` block runs (adapters with ``touch``)."""
         keeps = self._keeps.get(type(adapter))
         if keeps is None:  # isinstance on a Protocol is slow: once per adapter class
@@ -67,8 +69,7 @@ class LeaseKeeper:
             self._leases[id(lease)] = lease
             self._idle_wait = lease.interval
             if self._thread is None:
-                self._thread = threading.Thread(target=self._beat, name="pulpo-lease",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._beat, name="pulpo-lease", daemon=True)
                 self._thread.start()
             elif lease.due < self._wake_at:
                 self._cond.notify_all()
@@ -88,8 +89,10 @@ class LeaseKeeper:
                     # Idle, it still wakes after a beat's interval rather than waiting to be
                     # notified: a job that starts later is due later, so short jobs in a row
                     # never have to wake the thread.
-                    self._wake_at = min((lease.due for lease in self._leases.values()),
-                                        default=now + self._idle_wait)
+                    self._wake_at = min(
+                        (lease.due for lease in self._leases.values()),
+                        default=now + self._idle_wait,
+                    )
                     self._cond.wait(self._wake_at - now)
                     continue
                 for lease in due:
@@ -100,8 +103,9 @@ class LeaseKeeper:
                         try:
                             lease.adapter.touch(lease.message)
                         except Exception as error:  # a missed beat is retried next interval
-                            log.warning("could not renew the lease of job %s: %s",
-                                        lease.message.id, error)
+                            log.warning(
+                                "could not renew the lease of job %s: %s", lease.message.id, error
+                            )
                 finally:
                     self._cond.acquire()
                 now = time.monotonic()

@@ -17,8 +17,16 @@ from pulpo_core.timeutil import When, to_utc
 PRIORITY_HIGHEST = 0
 #: The least urgent priority (2**32 - 1), as beanstalkd counts.
 PRIORITY_LOWEST = 2**32 - 1
-#: Where a message with no priority is queued.
+#: Where a message with no priority is queued (set by the core at publish).
 DEFAULT_PRIORITY = 2**31
+#: The lease, in seconds, of a job published with no ttr and no configured ``ttr`` (the core's
+#: default; adapters trust the message's ttr and never default it themselves).
+DEFAULT_TTR = 60
+#: The longest lease a job may ask for, in seconds: every adapter can hold it (beanstalkd
+#: counts ttr in 32 bits).
+MAX_TTR = 2**32 - 1
+#: The header key holding why a job was buried (every adapter writes it the same way).
+BURIED_REASON = "buried_reason"
 #: Header keys with a meaning of their own; every other header key is kept as it is.
 HEADER_KEYS = ("request_type", "priority", "delay", "expiration", "ttr", "attempts")
 
@@ -40,16 +48,20 @@ def clamp_priority(value: Any) -> int | None:
     return int(min(max(value, PRIORITY_HIGHEST), PRIORITY_LOWEST))
 
 
+#: What a ttr may be, in the words every refusal uses.
+TTR_RANGE = f"a number of seconds above 0 and at most {MAX_TTR}"
+
+
 def check_ttr(value: Any) -> int | None:
-    """A ttr in whole seconds (rounded up), at least 1."""
+    """A ttr in whole seconds (rounded up), from 1 to :data:`MAX_TTR`."""
     if value is None:
         return None
-    if type(value) is int and value > 0:
+    if type(value) is int and 0 < value <= MAX_TTR:
         return value  # the common case, checked first
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"ttr must be a number of seconds, not {value!r}")
-    if value <= 0:
-        raise ValueError(f"ttr must be more than 0 seconds, not {value!r}")
+        raise ValueError(f"ttr must be {TTR_RANGE}, not {value!r}")
+    if not 0 < value <= MAX_TTR:
+        raise ValueError(f"ttr must be {TTR_RANGE}, not {value!r}")
     return math.ceil(value)
 
 
@@ -99,8 +111,10 @@ class Message:
         # below are those of the fields, skipped only for values that need none.
         if extra_header and not extra_header.keys().isdisjoint(_HEADER_KEY_SET):
             taken = sorted(_HEADER_KEY_SET.intersection(extra_header))
-            raise ValueError(f"extra_header cannot hold {', '.join(taken)}: a field of its own "
-                             f"(pass it as an argument)")
+            raise ValueError(
+                f"extra_header cannot hold {', '.join(taken)}: a field of its own "
+                f"(pass it as an argument)"
+            )
         if header is not None:
             if not isinstance(header, Mapping):
                 raise ValueError(f"header must be a mapping, not {type(header).__name__}")
@@ -117,8 +131,11 @@ class Message:
                 ttr = given.get("ttr")
             if attempts is None:
                 attempts = given.get("attempts")
-            extras = ({} if given.keys() <= _HEADER_KEY_SET
-                      else {k: v for k, v in given.items() if k not in HEADER_KEYS})
+            extras = (
+                {}
+                if given.keys() <= _HEADER_KEY_SET
+                else {k: v for k, v in given.items() if k not in HEADER_KEYS}
+            )
             if extra_header:
                 extras.update(extra_header)
         else:

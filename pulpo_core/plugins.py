@@ -65,8 +65,11 @@ class PulpoPluginManager(pluggy.PluginManager):
         except KeyError:
             pass
         impls = getattr(self.hook, name).get_hookimpls()
-        calls = None if any(impl.wrapper or impl.hookwrapper for impl in impls) else tuple(
-            (impl.function, tuple(impl.argnames)) for impl in reversed(impls))
+        calls = (
+            None
+            if any(impl.wrapper or impl.hookwrapper for impl in impls)
+            else tuple((impl.function, tuple(impl.argnames)) for impl in reversed(impls))
+        )
         self._direct[name] = calls
         return calls
 
@@ -189,7 +192,8 @@ def _load_entry_point(pm: PulpoPluginManager, ep: EntryPoint, skip: set[str]) ->
     except pluggy.PluginValidationError as error:
         raise PluginError(f"{label} is not valid: {_one_line(error)}") from error
     unknown = [
-        caller.name for caller in pm.get_hookcallers(plugin) or []
+        caller.name
+        for caller in pm.get_hookcallers(plugin) or []
         if caller.spec is None
         and not any(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin)
     ]

@@ -1,8 +1,8 @@
 """Test your handlers without a queue server: an app on the memory adapter, run to empty.
 
-    app = make_app({"send_email": send_email})
-    app.publish(Message("send_email", {"to": "ada@example.org"}))
-    assert run_until_empty(app).succeeded == 1
+app = make_app({"send_email": send_email})
+app.publish(Message("send_email", {"to": "ada@example.org"}))
+assert run_until_empty(app).succeeded == 1
 """
 
 from __future__ import annotations

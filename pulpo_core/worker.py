@@ -32,8 +32,9 @@ def _stop_on_signals(app: Pulpo) -> Iterator[None]:
         return
 
     def ask_to_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: finishing the running job, then stopping",
-                 signal.Signals(signum).name)
+        log.info(
+            "received %s: finishing the running job, then stopping", signal.Signals(signum).name
+        )
         app.stop()
 
     previous = {sig: signal.signal(sig, ask_to_stop) for sig in STOP_SIGNALS}
@@ -132,13 +133,21 @@ def _hand_back(adapter: QueueAdapter, message: Message) -> None:
             adapter.release(message)
             log.info("stopping: job %s handed back unrun", message.id)
         else:
-            log.info("stopping: the %s adapter has no release, so job %s goes back through "
-                     "rollback, which counts an attempt", type(adapter).__name__, message.id)
+            log.info(
+                "stopping: the %s adapter has no release, so job %s goes back through "
+                "rollback, which counts an attempt",
+                type(adapter).__name__,
+                message.id,
+            )
             adapter.rollback(message, 0)
     except Exception as error:
         # Still reserved: the adapter gives it back when its lease runs out.
-        log.warning("stopping: job %s could not be handed back: %s", message.id, error,
-                    exc_info=not isinstance(error, AdapterError))
+        log.warning(
+            "stopping: job %s could not be handed back: %s",
+            message.id,
+            error,
+            exc_info=not isinstance(error, AdapterError),
+        )
 
 
 def _flush(adapter: QueueAdapter) -> None:
@@ -150,5 +159,8 @@ def _flush(adapter: QueueAdapter) -> None:
     try:
         flush()
     except Exception as error:
-        log.warning("the queue adapter could not flush: %s", error,
-                    exc_info=not isinstance(error, AdapterError))
+        log.warning(
+            "the queue adapter could not flush: %s",
+            error,
+            exc_info=not isinstance(error, AdapterError),
+        )

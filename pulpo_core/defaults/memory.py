@@ -14,29 +14,21 @@ from typing import Any
 
 import attrs
 
-from pulpo_core.config import load_section
-from pulpo_core.errors import AdapterError, ConfigError
+from pulpo_core.config import at_least, load_section
+from pulpo_core.errors import AdapterError
 from pulpo_core.hookspecs import RegisterAdapter, RegisterConfigSection
 from pulpo_core.markers import hookimpl
-from pulpo_core.message import DEFAULT_PRIORITY, Message
+from pulpo_core.message import BURIED_REASON, DEFAULT_PRIORITY, DEFAULT_TTR, Message
 
-DEFAULT_TTR = 60
 SECTION = "memory_queue_adapter"
-
-
-def _at_least_one_second(_instance: object, _attribute: object, value: int) -> None:
-    if value < 1:
-        raise ConfigError(
-            f"configuration key '{SECTION}.ttr' must be at least 1 second, not {value!r}"
-        )
 
 
 @attrs.frozen
 class MemorySettings:
     """The ``memory_queue_adapter`` section."""
 
-    #: Lease of a job published without a ttr, in seconds.
-    ttr: int = attrs.field(default=DEFAULT_TTR, validator=_at_least_one_second)
+    #: Deprecated spelling of the top-level ``ttr`` (the core applies it at publish).
+    ttr: int = attrs.field(default=DEFAULT_TTR, validator=at_least(1, "second"))
 
 
 @attrs.define
@@ -54,8 +46,7 @@ class MemoryQueueAdapter:
     """An in-process queue implementing the whole adapter protocol."""
 
     def __init__(self, section: Mapping[str, Any] | None = None) -> None:
-        settings = load_section(SECTION, section or {}, MemorySettings)
-        self.default_ttr = settings.ttr
+        load_section(SECTION, section or {}, MemorySettings)
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._ready: list[tuple[int, float, int, str, int]] = []
@@ -116,7 +107,7 @@ class MemoryQueueAdapter:
                 job.state = "reserved"
                 job.version += 1
                 self._leased.add(job_id)
-                ttr = job.message.ttr or self.default_ttr
+                ttr = job.message.ttr or DEFAULT_TTR  # (a job the core did not publish)
                 job.lease_until = self._now() + ttr
                 if job.message.ttr is None:
                     job.message = attrs.evolve(job.message, ttr=ttr)
@@ -159,7 +150,7 @@ class MemoryQueueAdapter:
             job.state = "buried"
             job.reason = reason
             job.message = attrs.evolve(
-                job.message, extra_header={**job.message.extra_header, "buried_reason": reason}
+                job.message, extra_header={**job.message.extra_header, BURIED_REASON: reason}
             )
             self._buried[job.message.id or ""] = None
 
@@ -182,7 +173,7 @@ class MemoryQueueAdapter:
     def touch(self, message: Message) -> None:
         with self._lock:
             job = self._reserved(message)
-            job.lease_until = self._now() + (job.message.ttr or self.default_ttr)
+            job.lease_until = self._now() + (job.message.ttr or DEFAULT_TTR)
 
     def peek(self, message_id: str) -> Message | None:
         with self._lock:
@@ -207,7 +198,7 @@ class MemoryQueueAdapter:
                     break
                 del self._buried[job_id]
                 job = self._jobs[job_id]
-                extras = {k: v for k, v in job.message.extra_header.items() if k != "buried_reason"}
+                extras = {k: v for k, v in job.message.extra_header.items() if k != BURIED_REASON}
                 job.message = attrs.evolve(job.message, extra_header=extras)
                 self._schedule(job, self._now())
                 kicked += 1
