@@ -238,17 +238,18 @@ def cpu_costs() -> list[tuple[str, float]]:
         ("`Message(...)`, built by the caller", lambda: Message("bench", {"n": 1},
                                                                payload=PAYLOAD)),
         ("publish checks and hooks (`Pulpo._prepare`)", lambda: app._prepare(message)),
-        ("of which `pulpo_before_publish` hook calls", lambda: app._publish_middleware(message)),
+        ("of which `pulpo_before_publish` hook calls", lambda: app.plugin_manager.call_chain(
+            "pulpo_before_publish", "message", {"message": message, "app": app}, Message)),
         ("of which `validate_for_publish`", message.validate_for_publish),
         ("message to job body (`codec.encode`)", lambda: encode(message, "utf-8")),
         ("returned copy with the id (`with_id`)", lambda: message.with_id("1")),
         ("job body to message (`codec.decode`)", lambda: decode(body, 1, "utf-8", 0)),
         ("`handle_message`, queue calls excluded", lambda: app.handle_message(message)),
         ("of which three hook calls", lambda: (
-            app._call_first("pulpo_before_process", {"message": message, "app": app}),
-            app._call_first("pulpo_result_policy",
+            app.plugin_manager.call_first("pulpo_before_process", {"message": message, "app": app}),
+            app.plugin_manager.call_first("pulpo_result_policy",
                             {"message": message, "result": success, "app": app}),
-            app._call_each("pulpo_after_process",
+            app.plugin_manager.call_each("pulpo_after_process",
                            {"message": message, "result": success, "action": None, "app": app}))),
         ("the same three through pluggy's dispatch", lambda: (
             app.hook.pulpo_before_process(message=message, app=app),

@@ -10,15 +10,20 @@ from typing import Any
 
 import attrs
 
-from pulpo_core.adapter import QueueAdapter
-from pulpo_core.adapters import AdapterEntry, collect_adapters, create_adapter, select_adapter
+from pulpo_core.adapter import BatchPublishing, QueueAdapter
 from pulpo_core.config import Config, check_section, load_config
-from pulpo_core.defaults.policy import pulpo_result_policy as default_policy
 from pulpo_core.errors import ConfigError
 from pulpo_core.handlers import HandlerRegistry
 from pulpo_core.lease import LeaseKeeper
 from pulpo_core.message import DEFAULT_PRIORITY, Message
 from pulpo_core.plugins import PulpoPluginManager, build_plugin_manager
+from pulpo_core.registry import (
+    AdapterEntry,
+    collect_adapters,
+    collect_hints,
+    create_adapter,
+    select_adapter,
+)
 from pulpo_core.result import Action, Bury, Commit, Drop, Result, Retry
 
 #: How the reason of a job buried for runs that never finished begins (for result policies).
@@ -43,12 +48,14 @@ class Pulpo:
         *,
         plugin_manager: PulpoPluginManager | None = None,
     ) -> None:
-        self.config: Config = load_config(config)
         self.plugin_manager = plugin_manager or build_plugin_manager()
         self.hook = self.plugin_manager.hook
+        self._sections, plugin_keys = self._declarations()
+        hints = collect_hints(self.plugin_manager)
+        self.config: Config = load_config(config, plugin_keys=plugin_keys, hints=hints)
         self.adapters = collect_adapters(self.plugin_manager)
         self._adapter_entry: AdapterEntry = select_adapter(
-            self.adapters, self.config.queue_adapter_type
+            self.adapters, self.config.queue_adapter_type, hints
         )
         self._check_sections()
         self._apply_deprecated_ttr()
@@ -58,19 +65,22 @@ class Pulpo:
         self._adapter_lock = threading.Lock()
         self._stopping = threading.Event()
         self._leases = LeaseKeeper()
-        #: Calls hooks without pluggy's dispatch where it adds nothing (see
-        #: PulpoPluginManager.direct_calls); None for another manager: pluggy calls them all.
-        self._direct_calls = getattr(self.plugin_manager, "direct_calls", None)
 
     # -- configuration -------------------------------------------------------------------
 
+    def _declarations(self) -> tuple[dict[str, Any], list[type]]:
+        """The config sections and the top-level keys the plugins declare."""
+        sections: dict[str, Any] = {}
+        keys: list[type] = []
+
+        def register(section: str, section_keys: Any) -> None:
+            sections[section] = section_keys
+
+        self.hook.pulpo_register_config_sections(register=register, register_keys=keys.append)
+        return sections, keys
+
     def _check_sections(self) -> None:
-        declared: dict[str, Any] = {}
-
-        def register(section: str, keys: Any) -> None:
-            declared[section] = keys
-
-        self.hook.pulpo_register_config_sections(register=register)
+        declared = self._sections
         adapter_sections = {entry.section for entry in self.adapters.values()}
         for name, section in self.config.sections.items():
             if name in declared:
@@ -147,10 +157,9 @@ class Pulpo:
             except ValueError as error:
                 raise ValueError(f"message {number}: {error}") from None
         adapter = self.queue_adapter
-        enqueue_many = getattr(adapter, "enqueue_many", None)
-        if enqueue_many is None:
-            return [adapter.enqueue(message) for message in prepared]
-        return list(enqueue_many(prepared))
+        if isinstance(adapter, BatchPublishing):
+            return list(adapter.enqueue_many(prepared))
+        return [adapter.enqueue(message) for message in prepared]
 
     def _prepare(self, message: Message) -> Message:
         """The message as it is queued: its ttr set, the publish hooks applied, checked."""
@@ -161,51 +170,11 @@ class Pulpo:
             message = message._replace(ttr=self.config.ttr)  # the config's ttr is checked
         if message.priority is None:
             message = message._replace(priority=DEFAULT_PRIORITY)
-        message = self._publish_middleware(message)
+        message = self.plugin_manager.call_chain(
+            "pulpo_before_publish", "message", {"message": message, "app": self}, Message
+        )
         message.validate_for_publish()
         return message
-
-    def _publish_middleware(self, message: Message) -> Message:
-        # A chain, not a fan-out: each pulpo_before_publish sees the message as the plugins
-        # before it left it, in pluggy's call order (tryfirst first, then last registered first).
-        calls = self._direct_calls and self._direct_calls("pulpo_before_publish")
-        if calls is None:
-            calls = tuple(
-                (impl.function, tuple(impl.argnames))
-                for impl in reversed(self.hook.pulpo_before_publish.get_hookimpls())
-            )
-        for function, argnames in calls:
-            arguments: dict[str, Any] = {"message": message, "app": self}
-            changed = function(*[arguments[name] for name in argnames])
-            if isinstance(changed, Message):
-                message = changed
-        return message
-
-    def _call_first(self, name: str, arguments: dict[str, Any]) -> Any:
-        """A ``firstresult`` hook's answer: as pluggy gives it, without its dispatch."""
-        calls = self._direct_calls and self._direct_calls(name)
-        if calls is None:
-            return getattr(self.hook, name)(**arguments)
-        for function, argnames in calls:
-            answer = function(*[arguments[argname] for argname in argnames])
-            if answer is not None:
-                return answer
-        return None
-
-    def _has_implementations(self, name: str) -> bool:
-        calls = self._direct_calls and self._direct_calls(name)
-        if calls is None:
-            return bool(getattr(self.hook, name).get_hookimpls())
-        return bool(calls)
-
-    def _call_each(self, name: str, arguments: dict[str, Any]) -> None:
-        """Call every implementation of a hook whose answers are not used."""
-        calls = self._direct_calls and self._direct_calls(name)
-        if calls is None:
-            getattr(self.hook, name)(**arguments)
-            return
-        for function, argnames in calls:
-            function(*[arguments[argname] for argname in argnames])
 
     def register_handler(self, request_type: str, handler: object) -> None:
         """Route ``request_type`` to ``handler`` (wins over config and entry points)."""
@@ -223,7 +192,7 @@ class Pulpo:
         if (
             message.known_attempts is None
             and isinstance(action, Commit | Drop)
-            and self._has_implementations("pulpo_after_process")
+            and self.plugin_manager.has_implementations("pulpo_after_process")
         ):
             # Lazily counted attempts (beanstalkd) are gone with the job: read them first, for
             # the observers. Without observers a success costs no such round trip.
@@ -231,7 +200,7 @@ class Pulpo:
         applied = self._apply(message, action)
         if applied:
             try:
-                self._call_each(
+                self.plugin_manager.call_each(
                     "pulpo_after_process",
                     {"message": message, "result": result, "action": action, "app": self},
                 )
@@ -257,7 +226,9 @@ class Pulpo:
 
     def _run(self, message: Message) -> Result:
         try:
-            early = self._call_first("pulpo_before_process", {"message": message, "app": self})
+            early = self.plugin_manager.call_first(
+                "pulpo_before_process", {"message": message, "app": self}
+            )
         except Exception as error:
             log.exception("a pulpo_before_process hook failed on job %s", message.id)
             return Result.transient(error)
@@ -288,14 +259,20 @@ class Pulpo:
         return result
 
     def _decide(self, message: Message, result: Result) -> Action:
+        arguments = {"message": message, "result": result, "app": self}
         try:
-            action = self._call_first(
-                "pulpo_result_policy", {"message": message, "result": result, "app": self}
-            )
+            action = self.plugin_manager.call_first("pulpo_result_policy", arguments)
         except Exception:
-            # A broken policy plugin must not leave the job reserved: the core's policy decides.
+            # A broken policy plugin must not leave the job reserved: it is passed over and the
+            # next policy decides (in the end the core's default policy, a plugin too).
             log.exception("a pulpo_result_policy hook failed on job %s", message.id)
-            action = default_policy(message=message, result=result, app=self)
+
+            def failed(error: BaseException) -> None:
+                log.warning("passing over a failing result policy on job %s: %r", message.id, error)
+
+            action = self.plugin_manager.call_first_surviving(
+                "pulpo_result_policy", arguments, failed
+            )
         assert action is not None, "the default result policy always decides"
         return action  # type: ignore[no-any-return]
 

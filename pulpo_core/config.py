@@ -36,9 +36,6 @@ class Config:
     shutdown_after_number_of_empty_iterations: int = 0
     sleep_duration: float = 1.0
     enable_output_buffering: bool = False
-    enable_banner: bool = False
-    banner_name: str = "pulpo"
-    banner_font: str = "standard"
     max_number_of_attempts: int = 5
     retry_delay: float = 1.0
     max_retry_delay: float = 300.0
@@ -48,13 +45,27 @@ class Config:
     sections: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     #: The top-level keys the settings gave (the others have their defaults).
     given: frozenset[str] = attrs.field(factory=frozenset)
+    #: The top-level keys plugins declare (hook ``pulpo_register_config_sections``), checked,
+    #: with their defaults: read them as attributes, ``config.enable_banner``.
+    plugin_settings: dict[str, Any] = attrs.field(factory=dict)
 
     def section(self, name: str) -> dict[str, Any]:
         """The named section, or an empty mapping when absent."""
         return dict(self.sections.get(name, {}))
 
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("_"):
+            settings = object.__getattribute__(self, "plugin_settings")
+            if name in settings:
+                return settings[name]
+        raise AttributeError(
+            f"no configuration key {name!r} (is the plugin that declares it installed?)"
+        )
 
-CORE_KEYS = tuple(f.name for f in attrs.fields(Config) if f.name not in ("sections", "given"))
+
+#: The fields of :class:`Config` that are not settings of their own.
+_NOT_KEYS = ("sections", "given", "plugin_settings")
+CORE_KEYS = tuple(f.name for f in attrs.fields(Config) if f.name not in _NOT_KEYS)
 
 
 class _Refused(ValueError):
@@ -225,10 +236,20 @@ def _check_handlers(value: Any) -> dict[str, str]:
     return checked
 
 
-def load_config(data: Mapping[str, Any] | Config | None = None) -> Config:
-    """Build a :class:`Config` from a mapping (``None``: the ``PULPO_CONFIG`` file or defaults)."""
+def load_config(
+    data: Mapping[str, Any] | Config | None = None,
+    *,
+    plugin_keys: Iterable[type] = (),
+    hints: Mapping[str, str] | None = None,
+) -> Config:
+    """Build a :class:`Config` from a mapping (``None``: the ``PULPO_CONFIG`` file or defaults).
+
+    :param plugin_keys: the attrs classes of top-level keys that installed plugins declare.
+    :param hints: names → the distribution that provides them, for an unknown key.
+    """
     if isinstance(data, Config):
         return data
+    plugin_key_owners = {f.name: cls for cls in plugin_keys for f in attrs.fields(cls)}
     if data is None:
         path = os.environ.get(ENV_VAR)
         data = read_config_file(path) if path else {}
@@ -236,23 +257,42 @@ def load_config(data: Mapping[str, Any] | Config | None = None) -> Config:
         raise ConfigError(f"configuration must be a mapping, not {type(data).__name__}")
     values: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
+    plugin_values: dict[type, dict[str, Any]] = {cls: {} for cls in plugin_key_owners.values()}
     for key, value in data.items():
         if key == "handlers":
             values[key] = _check_handlers(value)
         elif key in CORE_KEYS:
             values[key] = value
+        elif key in plugin_key_owners:
+            plugin_values[plugin_key_owners[key]][key] = value
         elif isinstance(value, Mapping):
             sections[str(key)] = dict(value)
         else:
-            raise ConfigError(
-                f"unknown configuration key {key!r} (known keys: {', '.join(CORE_KEYS)})"
-            )
+            raise ConfigError(_unknown_key(str(key), [*CORE_KEYS, *plugin_key_owners], hints))
     config = _structure("", values, Config)
+    plugin_settings: dict[str, Any] = {}
+    for cls, given in plugin_values.items():
+        plugin_settings.update(attrs.asdict(_structure("", given, cls), recurse=False))
     if config.max_number_of_attempts == 0:
         raise ConfigError("configuration key 'max_number_of_attempts' must be at least 1, not 0")
     if config.ttr == 0:
         raise ConfigError("configuration key 'ttr' must be at least 1 second, not 0")
-    return attrs.evolve(config, sections=sections, given=frozenset(values))
+    return attrs.evolve(
+        config,
+        sections=sections,
+        given=frozenset(values) | frozenset(k for v in plugin_values.values() for k in v),
+        plugin_settings=plugin_settings,
+    )
+
+
+def _unknown_key(key: str, known: Iterable[str], hints: Mapping[str, str] | None) -> str:
+    distribution = (hints or {}).get(key)
+    where = (
+        f"it belongs to {distribution}, which is not installed (pip install {distribution})"
+        if distribution
+        else "no installed plugin declares it"
+    )
+    return f"unknown configuration key {key!r}: {where} (known keys: {', '.join(known)})"
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pluggy
 from pulpo_core.adapter import AdapterFactory
 
 if TYPE_CHECKING:
-    from pulpo_core.app import Pulpo
+    from pulpo_core.host import App
     from pulpo_core.message import Message
     from pulpo_core.result import Action, Result
 
@@ -22,6 +22,8 @@ __all__ = [
     "RegisterAdapter",
     "RegisterConfigSection",
     "RegisterHandler",
+    "RegisterHint",
+    "RegisterKeys",
     "hookspec",
     "pulpo_after_process",
     "pulpo_before_process",
@@ -29,6 +31,7 @@ __all__ = [
     "pulpo_register_adapters",
     "pulpo_register_config_sections",
     "pulpo_register_handlers",
+    "pulpo_register_hints",
     "pulpo_result_policy",
     "pulpo_worker_start",
     "pulpo_worker_stop",
@@ -47,6 +50,14 @@ class RegisterHandler(Protocol):
 
 class RegisterConfigSection(Protocol):
     def __call__(self, section: str, keys: type | Iterable[str]) -> None: ...
+
+
+class RegisterKeys(Protocol):
+    def __call__(self, keys: type) -> None: ...
+
+
+class RegisterHint(Protocol):
+    def __call__(self, name: str, distribution: str) -> None: ...
 
 
 @hookspec
@@ -70,17 +81,31 @@ def pulpo_register_handlers(register: RegisterHandler) -> None:
 
 
 @hookspec
-def pulpo_register_config_sections(register: RegisterConfigSection) -> None:
-    """Declare the config sections a plugin reads: ``register(section, keys)``.
+def pulpo_register_config_sections(
+    register: RegisterConfigSection, register_keys: RegisterKeys
+) -> None:
+    """Declare the config sections and top-level keys a plugin reads.
 
-    :param register: ``keys`` is an attrs class (its fields are the keys, checked and typed)
-        or an iterable of key names. A section nobody declares, or a key a section does not
-        declare, is refused before any work starts.
+    :param register: ``register(section, keys)``: ``keys`` is an attrs class (its fields are the
+        keys, checked and typed) or an iterable of key names. A section nobody declares, or a
+        key a section does not declare, is refused before any work starts.
+    :param register_keys: ``register_keys(cls)``: top-level keys, the fields of the attrs class
+        ``cls`` (with their defaults and validators). Their values are read as
+        ``app.config.<key>``. A top-level key neither the core nor an installed plugin declares
+        is refused. (Take only the arguments you use: pluggy passes those an implementation
+        names.)
     """
 
 
+@hookspec
+def pulpo_register_hints(register: RegisterHint) -> None:
+    """Name the distribution that provides an adapter type, section or key: ``register(name,
+    distribution)``, for the error a user gets when it is not installed (a plugin whose sibling
+    adapters live in other distributions, a meta distribution, ...)."""
+
+
 @hookspec(firstresult=True)
-def pulpo_before_process(message: Message, app: Pulpo) -> Result | None:
+def pulpo_before_process(message: Message, app: App) -> Result | None:
     """Filter a dequeued message before its handler runs.
 
     :param message: the message just dequeued.
@@ -91,7 +116,7 @@ def pulpo_before_process(message: Message, app: Pulpo) -> Result | None:
 
 
 @hookspec(firstresult=True)
-def pulpo_result_policy(message: Message, result: Result, app: Pulpo) -> Action | None:
+def pulpo_result_policy(message: Message, result: Result, app: App) -> Action | None:
     """Decide what a result does to the job: ``Commit``, ``Retry``, ``Bury`` or ``Drop``.
 
     :param message: the message that ran (``message.attempts`` counts earlier failures).
@@ -104,12 +129,12 @@ def pulpo_result_policy(message: Message, result: Result, app: Pulpo) -> Action 
 
 
 @hookspec
-def pulpo_after_process(message: Message, result: Result, action: Action, app: Pulpo) -> None:
+def pulpo_after_process(message: Message, result: Result, action: Action, app: App) -> None:
     """Observe a job after its action was applied (metrics, audit logs)."""
 
 
 @hookspec
-def pulpo_before_publish(message: Message, app: Pulpo) -> Message | None:
+def pulpo_before_publish(message: Message, app: App) -> Message | None:
     """Publish middleware: inspect or change a message before it is queued.
 
     :return: a changed message (``attrs.evolve``) or ``None`` to keep it. Raise ``ValueError`` to
@@ -118,10 +143,10 @@ def pulpo_before_publish(message: Message, app: Pulpo) -> Message | None:
 
 
 @hookspec
-def pulpo_worker_start(app: Pulpo) -> None:
+def pulpo_worker_start(app: App) -> None:
     """Called once when a worker starts, before the first dequeue. Raise to stop the start."""
 
 
 @hookspec
-def pulpo_worker_stop(app: Pulpo) -> None:
+def pulpo_worker_stop(app: App) -> None:
     """Called once when a worker stops, after the last job was settled."""

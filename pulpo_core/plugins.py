@@ -73,6 +73,72 @@ class PulpoPluginManager(pluggy.PluginManager):
         self._direct[name] = calls
         return calls
 
+    def _calls(self, name: str) -> DirectCalls:
+        """The direct calls of hook ``name``, or (with wrappers or monitoring on) its plain
+        implementations in call order, wrappers left out."""
+        calls = self.direct_calls(name)
+        if calls is not None:
+            return calls
+        impls = getattr(self.hook, name).get_hookimpls()
+        return tuple(
+            (impl.function, tuple(impl.argnames))
+            for impl in reversed(impls)
+            if not (impl.wrapper or impl.hookwrapper)
+        )
+
+    def call_first(self, name: str, arguments: dict[str, Any]) -> Any:
+        """A ``firstresult`` hook's answer, as pluggy gives it, without its dispatch."""
+        calls = self.direct_calls(name)
+        if calls is None:
+            return getattr(self.hook, name)(**arguments)
+        for function, argnames in calls:
+            answer = function(*[arguments[argname] for argname in argnames])
+            if answer is not None:
+                return answer
+        return None
+
+    def call_first_surviving(
+        self, name: str, arguments: dict[str, Any], failed: Callable[[BaseException], None]
+    ) -> Any:
+        """Like :meth:`call_first`, but an implementation that raises is reported to ``failed``
+        and passed over, so the next one (in the end the core's default) answers."""
+        for function, argnames in self._calls(name):
+            try:
+                answer = function(*[arguments[argname] for argname in argnames])
+            except Exception as error:
+                failed(error)
+                continue
+            if answer is not None:
+                return answer
+        return None
+
+    def call_each(self, name: str, arguments: dict[str, Any]) -> None:
+        """Call every implementation of a hook whose answers are not used."""
+        calls = self.direct_calls(name)
+        if calls is None:
+            getattr(self.hook, name)(**arguments)
+            return
+        for function, argnames in calls:
+            function(*[arguments[argname] for argname in argnames])
+
+    def call_chain(self, name: str, key: str, arguments: dict[str, Any], kind: type) -> Any:
+        """A chain, not a fan-out: each implementation sees ``arguments[key]`` as the ones
+        before it left it (an answer of type ``kind`` replaces it), in pluggy's call order
+        (tryfirst first, then last registered first). Returns the final value."""
+        arguments = dict(arguments)
+        for function, argnames in self._calls(name):
+            changed = function(*[arguments[argname] for argname in argnames])
+            if isinstance(changed, kind):
+                arguments[key] = changed
+        return arguments[key]
+
+    def has_implementations(self, name: str) -> bool:
+        """Whether any plugin implements hook ``name``."""
+        calls = self.direct_calls(name)
+        if calls is None:
+            return bool(getattr(self.hook, name).get_hookimpls())
+        return bool(calls)
+
     def register(self, plugin: object, name: str | None = None) -> str | None:
         self._direct.clear()
         try:

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pulpo_core.adapter import QueueAdapter, Releasing
+from pulpo_core.adapter import Flushing, QueueAdapter, Releasing
 from pulpo_core.errors import AdapterError
 
 if TYPE_CHECKING:
-    from pulpo_core.app import Pulpo
+    from pulpo_core.host import App
     from pulpo_core.message import Message
 
 log = logging.getLogger("pulpo.worker")
@@ -25,7 +25,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextlib.contextmanager
-def _stop_on_signals(app: Pulpo) -> Iterator[None]:
+def _stop_on_signals(app: App) -> Iterator[None]:
     """SIGTERM and SIGINT ask the worker to stop after the running job (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -52,7 +52,7 @@ def _line_buffer_output() -> None:
             stream.reconfigure(line_buffering=True)
 
 
-def run_worker(app: Pulpo) -> None:
+def run_worker(app: App) -> None:
     """Process jobs until the app is asked to stop or the queue stays empty long enough.
 
     A ``stop()`` that comes before this starts is kept: the loop then takes no job. The stop
@@ -80,7 +80,7 @@ def run_worker(app: Pulpo) -> None:
             app.stopping.clear()
 
 
-def _loop(app: Pulpo, adapter: QueueAdapter) -> int:
+def _loop(app: App, adapter: QueueAdapter) -> int:
     config = app.config
     limit = config.shutdown_after_number_of_empty_iterations
     pause = max(config.sleep_duration, 0.1)
@@ -153,11 +153,10 @@ def _hand_back(adapter: QueueAdapter, message: Message) -> None:
 def _flush(adapter: QueueAdapter) -> None:
     """Let the adapter finish what it left pending (its optional ``flush``: beanstalkd reads
     the answers owed for its deletes)."""
-    flush = getattr(adapter, "flush", None)
-    if flush is None:
+    if not isinstance(adapter, Flushing):
         return
     try:
-        flush()
+        adapter.flush()
     except Exception as error:
         log.warning(
             "the queue adapter could not flush: %s",

@@ -101,4 +101,34 @@ class TestListing:
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         rows = [line.split(None, 3) for line in done.stdout.splitlines()]
-        assert ["banner", "pulpo-banner", "0.1.0", "pulpo_worker_start"] in rows
+        assert ["banner", "pulpo-banner", "0.1.0",
+                "pulpo_register_config_sections, pulpo_worker_start"] in rows
+
+
+class TestItsKeys:
+    """The banner's keys are pulpo-banner's, declared through the config hook, not the core's."""
+
+    @pytest.mark.parametrize(("key", "value"), [("enable_banner", "yes"), ("banner_name", 3),
+                                                ("banner_name", ""), ("banner_font", None)])
+    def test_a_bad_value_is_refused_naming_the_key(self, key: str, value: Any) -> None:
+        with pytest.raises(ConfigError, match=f"'{key}'") as caught:
+            Pulpo({"queue_adapter_type": "memory", key: value})
+        assert "\n" not in str(caught.value)
+
+    def test_the_defaults_come_from_the_plugin(self) -> None:
+        config = Pulpo({"queue_adapter_type": "memory"}).config
+        assert (config.enable_banner, config.banner_name, config.banner_font) == (
+            False, "pulpo", "standard")
+
+    def test_without_the_plugin_they_are_keys_of_a_plugin_not_installed(
+        self, tmp_path: Path
+    ) -> None:
+        config = tmp_path / "pulpo.json"
+        config.write_text(json.dumps({"queue_adapter_type": "memory", "enable_banner": True}))
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("PULPO_")},
+               "PULPO_DISABLE_PLUGINS": "banner"}
+        done = subprocess.run([sys.executable, "-m", "pulpo_core", "--config", str(config),
+                               "stats"], capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 2, done.stderr
+        assert "'enable_banner': no installed plugin declares it" in done.stderr
+        assert "Traceback" not in done.stderr

@@ -53,7 +53,6 @@ class TestDefaults:
         config = Config()
         assert config.shutdown_after_number_of_empty_iterations == 0  # never
         assert config.enable_output_buffering is False
-        assert config.enable_banner is False
         assert config.max_number_of_attempts >= 1
         assert config.retry_delay >= 0
         assert config.ttr >= 1
@@ -198,10 +197,6 @@ BAD_VALUES = [
     ("sleep_duration", False),
     ("enable_output_buffering", "false"),
     ("enable_output_buffering", 0),
-    ("enable_banner", "yes"),
-    ("banner_name", 3),
-    ("banner_name", ""),
-    ("banner_font", None),
     ("max_number_of_attempts", 0),
     ("max_number_of_attempts", -2),
     ("max_number_of_attempts", 2.0),
@@ -378,11 +373,61 @@ class TestAdapterSelection:
         with pytest.raises(ConfigError, match=r"'file'.*pulpo-file"):
             app_with({})
 
-    def test_a_beanstalkd_alias_not_installed_names_its_distribution(self) -> None:
-        with pytest.raises(ConfigError, match="pulpo-beanstalkd"):
-            app_with({"queue_adapter_type": "BeanstalkdQueueAdapter"})
+    def test_a_file_alias_not_installed_names_its_distribution(self) -> None:
+        with pytest.raises(ConfigError, match=r"'FileQueueAdapter'.*pulpo-file"):
+            app_with({"queue_adapter_type": "FileQueueAdapter"})
+
+    def test_the_core_names_no_other_distribution(self) -> None:
+        with pytest.raises(ConfigError, match="unknown queue_adapter_type 'beanstalkd'"):
+            app_with({"queue_adapter_type": "beanstalkd"})
+
+    def test_a_plugin_names_the_distribution_of_a_missing_adapter(self) -> None:
+        with pytest.raises(ConfigError, match=r"'rabbit'.*pulpo-rabbit.*pip install pulpo-rabbit"):
+            app_with({"queue_adapter_type": "rabbit"}, HintPlugin())
 
     @pytest.mark.parametrize("name", ["memory", "memory_queue_adapter", "MemoryQueueAdapter"])
     def test_the_memory_adapter_by_any_name(self, name: str) -> None:
         app = app_with({"queue_adapter_type": name})
         assert isinstance(app.queue_adapter, MemoryQueueAdapter)
+
+
+@attrs.frozen
+class LoudSettings:
+    loudness: int = 3
+    shout: bool = False
+
+
+class TopLevelKeysPlugin:
+    @hookimpl
+    def pulpo_register_config_sections(self, register_keys: Any) -> None:
+        register_keys(LoudSettings)
+
+
+class HintPlugin:
+    @hookimpl
+    def pulpo_register_hints(self, register: Any) -> None:
+        register("rabbit", "pulpo-rabbit")
+        register("loudness", "pulpo-loud")
+
+
+class TestPluginTopLevelKeys:
+    def test_a_declared_key_is_read_as_a_config_attribute(self) -> None:
+        app = app_with({**MEMORY, "loudness": 7}, TopLevelKeysPlugin())
+        assert app.config.loudness == 7
+        assert app.config.shout is False  # its default
+
+    def test_a_declared_key_with_a_bad_value_is_named(self) -> None:
+        with pytest.raises(ConfigError, match=r"'loudness' must be a whole number.*'loud'"):
+            app_with({**MEMORY, "loudness": "loud"}, TopLevelKeysPlugin())
+
+    def test_without_the_plugin_the_key_is_of_a_plugin_not_installed(self) -> None:
+        with pytest.raises(ConfigError, match=r"'loudness': no installed plugin declares it"):
+            app_with({**MEMORY, "loudness": 7})
+
+    def test_a_hint_names_the_distribution_to_install(self) -> None:
+        with pytest.raises(ConfigError, match=r"'loudness': it belongs to pulpo-loud"):
+            app_with({**MEMORY, "loudness": 7}, HintPlugin())
+
+    def test_an_undeclared_attribute_is_an_attribute_error(self) -> None:
+        with pytest.raises(AttributeError, match="'loudness'"):
+            Config().loudness  # noqa: B018

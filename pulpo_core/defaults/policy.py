@@ -9,8 +9,8 @@ from pulpo_core.markers import hookimpl
 from pulpo_core.result import Action, Bury, Commit, Retry
 
 if TYPE_CHECKING:
-    from pulpo_core.app import Pulpo
     from pulpo_core.config import Config
+    from pulpo_core.host import App
     from pulpo_core.message import Message
     from pulpo_core.result import Result
 
@@ -33,7 +33,7 @@ _COMMIT = Commit()
 
 
 @hookimpl(trylast=True)
-def pulpo_result_policy(message: Message, result: Result, app: Pulpo) -> Action:
+def pulpo_result_policy(message: Message, result: Result, app: App) -> Action:
     if result.is_success:
         return _COMMIT
     if result.is_fatal:

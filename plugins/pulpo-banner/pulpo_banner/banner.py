@@ -9,11 +9,28 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+import attrs
+
 from pulpo_core.errors import ConfigError
 from pulpo_core.markers import hookimpl
 
 if TYPE_CHECKING:
-    from pulpo_core.app import Pulpo
+    from pulpo_core.hookspecs import RegisterKeys
+    from pulpo_core.host import App
+
+
+@attrs.frozen
+class BannerSettings:
+    """The top-level keys pulpo-banner reads, with their defaults."""
+
+    enable_banner: bool = False
+    banner_name: str = "pulpo"
+    banner_font: str = "standard"
+
+
+@hookimpl
+def pulpo_register_config_sections(register_keys: RegisterKeys) -> None:
+    register_keys(BannerSettings)
 
 
 def render_banner(name: str, font: str) -> str:
@@ -37,7 +54,7 @@ def render_banner(name: str, font: str) -> str:
 
 
 @hookimpl(tryfirst=True)  # the font is checked before any other plugin starts work
-def pulpo_worker_start(app: Pulpo) -> None:
+def pulpo_worker_start(app: App) -> None:
     if not app.config.enable_banner:
         return
     sys.stdout.write(render_banner(app.config.banner_name, app.config.banner_font))

@@ -1,4 +1,5 @@
-"""Finding the queue adapter a configuration selects among those plugins registered."""
+"""The registry of queue adapters: the one a configuration selects among those plugins register,
+and the distribution to install when the selected one is missing."""
 
 from __future__ import annotations
 
@@ -8,19 +9,14 @@ from typing import Any
 import attrs
 import pluggy
 
-from pulpo_core.adapter import QueueAdapter
+from pulpo_core.adapter import AdapterFactory, QueueAdapter
 from pulpo_core.errors import ConfigError
-from pulpo_core.hookspecs import AdapterFactory
 
-#: Adapters that live in their own distribution, so a missing one can be named.
-KNOWN_DISTRIBUTIONS = {
-    "file": "pulpo-file",
-    "file_queue_adapter": "pulpo-file",
-    "FileQueueAdapter": "pulpo-file",
-    "beanstalkd": "pulpo-beanstalkd",
-    "beanstalkd_queue_adapter": "pulpo-beanstalkd",
-    "BeanstalkdQueueAdapter": "pulpo-beanstalkd",
-}
+#: The one hint the core gives with no plugin installed: the default adapter's distribution.
+#: Every other hint comes from the plugins (hook ``pulpo_register_hints``).
+KNOWN_DISTRIBUTIONS = dict.fromkeys(
+    ("file", "file_queue_adapter", "FileQueueAdapter"), "pulpo-file"
+)
 
 
 @attrs.frozen
@@ -48,13 +44,27 @@ def collect_adapters(pm: pluggy.PluginManager) -> dict[str, AdapterEntry]:
     return found
 
 
-def select_adapter(adapters: Mapping[str, AdapterEntry], type_name: str) -> AdapterEntry:
+def collect_hints(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Names (adapter types, config sections, top-level keys) → the distribution that provides
+    them, for errors about what is not installed: the core's hint, then the plugins'."""
+    hints = dict(KNOWN_DISTRIBUTIONS)
+
+    def register(name: str, distribution: str) -> None:
+        hints.setdefault(name, distribution)
+
+    pm.hook.pulpo_register_hints(register=register)
+    return hints
+
+
+def select_adapter(
+    adapters: Mapping[str, AdapterEntry], type_name: str, hints: Mapping[str, str]
+) -> AdapterEntry:
     """The entry for ``queue_adapter_type``, or a :class:`ConfigError` saying what to do."""
     entry = adapters.get(type_name)
     if entry is not None:
         return entry
     available = ", ".join(sorted({e.name for e in adapters.values()}))
-    missing = KNOWN_DISTRIBUTIONS.get(type_name)
+    missing = hints.get(type_name)
     if missing:
         raise ConfigError(
             f"queue_adapter_type {type_name!r} needs the distribution {missing}, which is not "
