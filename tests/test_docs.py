@@ -22,8 +22,8 @@ import attrs
 import pytest
 
 from pulpo_core import hookspecs
-from pulpo_core.cli import DEFAULT_CONFIG_FILE, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, build_parser
 from pulpo_core.app import Pulpo
+from pulpo_core.cli import DEFAULT_CONFIG_FILE, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, build_parser
 from pulpo_core.config import CORE_KEYS, ENV_VAR, Config
 from pulpo_core.plugins import DISABLE_ENV
 
