@@ -184,6 +184,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     app = make_app(args)
+    if app.config.log_format != "text":
+        from pulpo_core.logformat import use_log_format
+
+        use_log_format(app.config.log_format)
     try:
         app.start()
     finally:
@@ -312,10 +316,10 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def _configure_logging(verbose: bool) -> None:
+    from pulpo_core.logformat import TEXT_FORMAT
+
     logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO, format=TEXT_FORMAT
     )
 
 

@@ -21,6 +21,7 @@ import cattrs
 
 from pulpo_core.converter import describe_error
 from pulpo_core.errors import ConfigError
+from pulpo_core.logformat import LOG_FORMATS
 from pulpo_core.message import DEFAULT_TTR
 
 T = TypeVar("T")
@@ -40,6 +41,7 @@ class Config:
     retry_delay: float = 1.0
     max_retry_delay: float = 300.0
     ttr: int = DEFAULT_TTR
+    log_format: str = "text"
     handlers: dict[str, str] = attrs.field(factory=dict)
     #: Every top-level table that is not a core key: ``{section name: its mapping}``.
     sections: dict[str, dict[str, Any]] = attrs.field(factory=dict)
@@ -277,6 +279,11 @@ def load_config(
         raise ConfigError("configuration key 'max_number_of_attempts' must be at least 1, not 0")
     if config.ttr == 0:
         raise ConfigError("configuration key 'ttr' must be at least 1 second, not 0")
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"configuration key 'log_format' must be one of {', '.join(LOG_FORMATS)}, "
+            f"not {config.log_format!r}"
+        )
     return attrs.evolve(
         config,
         sections=sections,
