@@ -148,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="as a JSON object")
     stats.set_defaults(run=cmd_stats)
 
+    top = commands.add_parser("top", help="live job counts by state and their rates (q quits)")
+    top.add_argument("--once", action="store_true", help="print one `state count` line per state")
+    top.set_defaults(run=cmd_top)
+
     commands.add_parser("plugins", help="installed plugins, versions and hooks").set_defaults(
         run=cmd_plugins
     )
@@ -264,6 +268,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(json.dumps(counts, sort_keys=False))
     else:
         _table([(key, str(value)) for key, value in counts.items()])
+    return EXIT_OK
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from pulpo_core.top import run_top
+
+    app = make_app(args)
+    try:
+        run_top(app.queue_adapter, once=args.once)
+    finally:
+        app.close()
     return EXIT_OK
 
 
