@@ -96,7 +96,9 @@ def _json_object(text: str) -> dict[str, Any]:
 # -- the parser ---------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_plugins: bool = False) -> argparse.ArgumentParser:
+    """The parser; ``with_plugins``: with the commands and worker options plugins add (loading
+    the installed plugins, which the core's own commands other than ``worker`` do without)."""
     parser = _Parser(prog="pulpo", description="Distributed delayed job processing.")
     parser.add_argument(
         "--config",
@@ -108,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    commands.add_parser("worker", help="process jobs until shut down").set_defaults(run=cmd_worker)
+    worker = commands.add_parser("worker", help="process jobs until shut down")
+    worker.set_defaults(run=cmd_worker)
 
     publish = commands.add_parser("publish", help="queue a job; prints each new id")
     publish.add_argument("--request-type", required=True, metavar="T", help="the job type")
@@ -158,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("handlers", help="request type → handler and its origin").set_defaults(
         run=cmd_handlers
     )
+    if with_plugins:
+        from pulpo_core.cli_plugins import add_plugin_cli
+
+        add_plugin_cli(commands, worker, make_app)
     return parser
 
 
@@ -178,8 +185,9 @@ def load_settings(config_file: str | None) -> dict[str, Any] | None:
 
 def make_app(args: argparse.Namespace) -> Pulpo:
     from pulpo_core.app import Pulpo
+    from pulpo_core.cli_plugins import with_worker_options
 
-    return Pulpo(load_settings(args.config))
+    return Pulpo(with_worker_options(args, load_settings(args.config)))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -340,7 +348,9 @@ def _configure_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code."""
-    parser = build_parser()
+    from pulpo_core.cli_plugins import needs_plugins
+
+    parser = build_parser(needs_plugins(argv if argv is not None else sys.argv[1:]))
     verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
     try:
         args = parser.parse_args(argv)
