@@ -329,7 +329,7 @@ def check_section(name: str, section: Mapping[str, Any], keys: Any) -> None:
     if callable(keys) and not isinstance(keys, type):
         keys(name, section)
         return
-    known = set(keys)  # type: ignore[arg-type]
+    known = set(keys)
     for key in section:
         if key not in known:
             raise ConfigError(

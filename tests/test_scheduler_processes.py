@@ -3,6 +3,7 @@ published exactly once (memory: threads; file: processes, one killed with SIGKIL
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -33,7 +34,7 @@ def drained_ticks(app: Pulpo) -> list[float]:
 def assert_each_tick_once(ticks: list[float], started: float, ended: float) -> None:
     assert len(ticks) == len(set(ticks)), "a tick was published twice"
     assert ticks[0] <= started + 2 and ticks[-1] >= ended - 2, (ticks[0], ticks[-1])
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False) if b - a != 1]
+    gaps = [b - a for a, b in itertools.pairwise(ticks) if b - a != 1]
     assert not gaps, f"ticks missed: gaps {gaps}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ class TestCronAcrossDaylightSaving:
             "2026-10-25T02:00:00+01:00", "2026-10-25T02:30:00+01:00",
             "2026-10-25T03:00:00+01:00",
         ]
-        assert all(b - a == 1800 for a, b in zip(ticks, ticks[1:], strict=False))
+        assert all(b - a == 1800 for a, b in itertools.pairwise(ticks))
 
     def test_ticks_are_iso_8601_in_the_schedules_zone(self) -> None:
         schedule = cron("0 9 * * 1")

@@ -115,10 +115,8 @@ class Scheduler:
     def publish_tick(self, schedule: Schedule, tick: float, now: float) -> tuple[Message, bool]:
         """Publish one (schedule, tick); ``created`` is ``False`` when another scheduler did."""
         following = next_tick(schedule, max(tick, now))
-        if schedule.expiration is None:
-            expiration = following  # a backlog never runs a stale tick
-        else:
-            expiration = tick + schedule.expiration
+        # By default a tick expires at the next one: a backlog never runs a stale tick.
+        expiration = following if schedule.expiration is None else tick + schedule.expiration
         hold = following - tick + HOLD_MARGIN
         if schedule.catch_up == "all":
             hold = max(hold, schedule.catch_up_window + HOLD_MARGIN)

@@ -52,6 +52,19 @@ class Schedule:
         return f"cron {self.cron!r}" if self.cron is not None else f"every {self.every} s"
 
 
+def check_cron(expression: str) -> str | None:
+    """Why ``expression`` is not a five-field cron expression, or ``None`` when it is one."""
+    from croniter import croniter
+
+    if len(expression.split()) != 5:
+        return "a cron expression has five fields (minute hour day month weekday)"
+    try:
+        croniter(expression)
+    except (ValueError, KeyError) as error:
+        return str(error) or type(error).__name__
+    return None
+
+
 def _bad(name: str, key: str, expects: str, value: Any) -> ConfigError:
     return ConfigError(f"schedule {name!r}: {key!r} must be {expects}, not {value!r}")
 
@@ -64,8 +77,6 @@ def _whole(name: str, key: str, value: Any, minimum: int) -> int:
 
 def parse_schedule(name: str, table: Any) -> Schedule:
     """One ``[schedules.NAME]`` table; a bad value raises ``ConfigError`` naming both."""
-    from pulpo_core.schedules.ticks import check_cron
-
     if not isinstance(table, Mapping):
         raise ConfigError(f"schedule {name!r} must be a table, not {table!r}")
     unknown = sorted(set(table) - set(KEYS))
@@ -120,7 +131,9 @@ def parse_schedule(name: str, table: Any) -> Schedule:
 def parse_schedules(tables: Any) -> list[Schedule]:
     """Every schedule of the ``schedules`` table, in the order given."""
     if not isinstance(tables, Mapping):
-        raise ConfigError(f"configuration key 'schedules' must be a table of tables, not {tables!r}")
+        raise ConfigError(
+            f"configuration key 'schedules' must be a table of tables, not {tables!r}"
+        )
     return [parse_schedule(str(name), table) for name, table in tables.items()]
 
 

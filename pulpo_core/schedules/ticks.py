@@ -17,19 +17,6 @@ from datetime import UTC, datetime
 from pulpo_core.schedules.spec import Schedule
 
 
-def check_cron(expression: str) -> str | None:
-    """Why ``expression`` is not a five-field cron expression, or ``None`` when it is one."""
-    from croniter import croniter
-
-    if len(expression.split()) != 5:
-        return "a cron expression has five fields (minute hour day month weekday)"
-    try:
-        croniter(expression)
-    except (ValueError, KeyError) as error:
-        return str(error) or type(error).__name__
-    return None
-
-
 def _repeated_wall_time(moment: datetime) -> bool:
     """Whether ``moment`` is the second occurrence of a wall time that happens twice."""
     wall = moment.replace(tzinfo=None)
@@ -99,7 +86,8 @@ def missed_ticks(schedule: Schedule, now: float) -> list[float]:
         return []
     if schedule.every is not None:  # counted, not walked: a short period has many ticks
         latest = math.floor(now / schedule.every) * schedule.every
-        first = max(now - schedule.catch_up_window, latest - schedule.every * schedule.catch_up_limit)
+        oldest = latest - schedule.every * schedule.catch_up_limit
+        first = max(now - schedule.catch_up_window, oldest)
         ticks = ticks_between(schedule, first, now)
     else:
         ticks = ticks_between(schedule, now - schedule.catch_up_window, now)

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pulpo_core.message import BURIED_REASON, Message
-
 from pulpo_file.files import make_private_folder
 
 #: One claim in this many triggers a sweep of the claims that no longer hold anything.
