@@ -54,6 +54,7 @@ class MemoryQueueAdapter:
         self._leased: set[str] = set()
         self._buried: dict[str, None] = {}  # insertion-ordered, kicked oldest first
         self._unique: dict[str, tuple[str, float]] = {}  # key -> (job id, held until)
+        self._unique_sweep_at = 1024
         self._ids = itertools.count(1)
         self._seq = itertools.count()
 
@@ -105,9 +106,12 @@ class MemoryQueueAdapter:
         with self._lock:
             holder = self.unique_holder(key)
             if holder is not None:
-                return self._jobs[holder].message if holder in self._jobs else message._replace(
-                    id=holder
-                ), False
+                job = self._jobs.get(holder)
+                return (message.with_id(holder) if job is None else job.message), False
+            if len(self._unique) >= self._unique_sweep_at:
+                for held in list(self._unique):
+                    self.unique_holder(held)  # drops the keys that hold nothing any more
+                self._unique_sweep_at = 2 * len(self._unique) + 1024
             queued = self.enqueue(message)
             self._unique[key] = (queued.id or "", self._now() + (message.unique_for or 0))
             return queued, True

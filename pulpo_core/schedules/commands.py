@@ -10,14 +10,9 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
-import attrs
-
-from pulpo_core.adapter import UniqueLookup
-from pulpo_core.schedules.scheduler import Scheduler, warn_unknown_request_types
-from pulpo_core.schedules.ticks import iso, missed_ticks, next_tick, tick_key
-
 if TYPE_CHECKING:
     from pulpo_core.app import Pulpo
+    from pulpo_core.schedules.scheduler import Scheduler
 
 MakeApp = Callable[[argparse.Namespace], "Pulpo"]
 #: How many next fire times ``pulpo schedules`` shows by default.
@@ -60,6 +55,9 @@ def add_commands(commands: argparse._SubParsersAction, make_app: MakeApp, ok: in
 
 def prepare(app: Pulpo) -> Scheduler:
     """A scheduler for the app's schedules, its adapter checked, unknown request types warned."""
+    # Imported here: building the command's parser (``pulpo --help``) must stay light.
+    from pulpo_core.schedules.scheduler import Scheduler, warn_unknown_request_types
+
     scheduler = Scheduler(app)
     warn_unknown_request_types(app, scheduler.schedules)
     scheduler.check_adapter()
@@ -69,6 +67,12 @@ def prepare(app: Pulpo) -> Scheduler:
 def show(app: Pulpo, count: int) -> None:
     """Print each schedule: its name, rule, next fire times and its last tick published."""
     import time
+
+    import attrs
+
+    from pulpo_core.adapter import UniqueLookup
+    from pulpo_core.schedules.scheduler import Scheduler
+    from pulpo_core.schedules.ticks import iso, missed_ticks, next_tick, tick_key
 
     scheduler = Scheduler(app)
     adapter = app.queue_adapter
