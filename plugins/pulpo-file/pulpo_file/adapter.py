@@ -72,6 +72,7 @@ from pulpo_file.journal import (
 from pulpo_file.publog import Entry, LogFile, LogWriter, log_numbers
 from pulpo_file.recovery import MARKER, boot_instant, current_boot_id
 from pulpo_file.spares import SparePool
+from pulpo_file.unique import UniqueClaims
 
 log = logging.getLogger("pulpo.file")
 
@@ -375,6 +376,15 @@ class FileQueueAdapter:
         return int(job_id[:16], 16) * 1000
 
     # -- publishing ----------------------------------------------------------------------
+
+    def enqueue_unique(self, message: Message) -> tuple[Message, bool]:
+        """Queue the message unless a live job holds its unique key (see ``pulpo_file.unique``)."""
+        return UniqueClaims(self.path / "unique").enqueue_unique(message, self.peek, self.enqueue)
+
+    def unique_holder(self, key: str) -> str | None:
+        """The id of the job that holds the unique ``key``, or ``None``."""
+        held = UniqueClaims(self.path / "unique").holder(key, self.peek)
+        return None if held is None else held.id
 
     def enqueue(self, message: Message) -> Message:
         """Write the job to ``ready/`` (flushed to disk with ``fsync``) and return it with its id.
