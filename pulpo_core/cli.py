@@ -294,13 +294,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for info, hooks in manager.plugin_infos():
         rows.append((info.name, info.distribution, info.version, ", ".join(hooks)))
     # Handler packages plug in through entry points alone, without hooks: list them too.
-    from pulpo_core.defaults.entry_point_handlers import handler_entry_points
+    from pulpo_core.plugins import HANDLERS_GROUP, SCHEDULES_GROUP, distribution_entry_points
 
-    handler_dists: dict[tuple[str, str], list[str]] = {}
-    for ep, dist, version in handler_entry_points():
-        handler_dists.setdefault((dist, version), []).append(ep.name)
-    for (dist, version), names in sorted(handler_dists.items()):
-        rows.append(("(handlers)", dist, version, "pulpo.handlers: " + ", ".join(names)))
+    for group, label in ((HANDLERS_GROUP, "(handlers)"), (SCHEDULES_GROUP, "(schedules)")):
+        dists: dict[tuple[str, str], list[str]] = {}
+        for ep, dist, version in distribution_entry_points(group):
+            dists.setdefault((dist, version), []).append(ep.name)
+        for (dist, version), names in sorted(dists.items()):
+            rows.append((label, dist, version, f"{group}: " + ", ".join(names)))
     _table(rows)
     for failure in failures:
         print(f"pulpo: error: {failure}", file=sys.stderr)

@@ -72,6 +72,7 @@ def show(app: Pulpo, count: int) -> None:
 
     from pulpo_core.adapter import UniqueLookup
     from pulpo_core.schedules.scheduler import Scheduler
+    from pulpo_core.schedules.spec import CONFIG_ORIGIN
     from pulpo_core.schedules.ticks import iso, missed_ticks, next_tick, tick_key
 
     scheduler = Scheduler(app)
@@ -79,7 +80,8 @@ def show(app: Pulpo, count: int) -> None:
     now = time.time()
     for schedule in scheduler.schedules:
         print(f"{schedule.name}: {schedule.request_type}, {schedule.describe()}, "
-              f"time zone {schedule.timezone}, catch_up {schedule.catch_up}")
+              f"time zone {schedule.timezone}, catch_up {schedule.catch_up}"
+              + ("" if schedule.origin == CONFIG_ORIGIN else f", from the {schedule.origin}"))
         tick = now
         for _ in range(max(count, 0)):
             tick = next_tick(schedule, tick)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pulpo_core.adapter import UniquePublishing
 from pulpo_core.errors import AdapterError
 from pulpo_core.message import Message
+from pulpo_core.schedules.packages import declared_schedules
 from pulpo_core.schedules.spec import SECTION, Schedule, parse_schedules
 from pulpo_core.schedules.ticks import iso, missed_ticks, next_tick, tick_key, ticks_between
 
@@ -36,8 +37,9 @@ SCHEDULE_HEADER, TICK_HEADER = "schedule", "scheduled_at"
 
 
 def schedules_of(app: Pulpo) -> list[Schedule]:
-    """The app's schedules, checked (``ConfigError`` naming a bad one)."""
-    return parse_schedules(app.config.sections.get(SECTION, {}))
+    """The app's schedules, those installed packages declare and those of its configuration,
+    checked (``ConfigError`` naming a bad one)."""
+    return parse_schedules(app.config.sections.get(SECTION, {}), declared_schedules())
 
 
 def warn_unknown_request_types(app: Pulpo, schedules: Sequence[Schedule]) -> None:

@@ -20,6 +20,8 @@ CATCH_UP = ("latest", "none", "all")
 DEFAULT_CATCH_UP_LIMIT = 100
 #: How far back, in seconds, a starting scheduler looks for missed ticks, by default.
 DEFAULT_CATCH_UP_WINDOW = 86400
+#: The origin of a schedule declared in the configuration's ``[schedules.NAME]`` table.
+CONFIG_ORIGIN = "configuration"
 KEYS = (
     "cron", "every", "request_type", "body", "priority", "ttr", "timezone", "expiration",
     "catch_up", "catch_up_limit", "catch_up_window",
@@ -43,6 +45,8 @@ class Schedule:
     catch_up: str = "latest"
     catch_up_limit: int = DEFAULT_CATCH_UP_LIMIT
     catch_up_window: int = DEFAULT_CATCH_UP_WINDOW
+    #: Where the schedule was declared: the configuration, or a package's entry point.
+    origin: str = CONFIG_ORIGIN
 
     @property
     def zone(self) -> ZoneInfo:
@@ -75,8 +79,18 @@ def _whole(name: str, key: str, value: Any, minimum: int) -> int:
     return value
 
 
-def parse_schedule(name: str, table: Any) -> Schedule:
-    """One ``[schedules.NAME]`` table; a bad value raises ``ConfigError`` naming both."""
+def parse_schedule(name: str, table: Any, origin: str = CONFIG_ORIGIN) -> Schedule:
+    """One ``[schedules.NAME]`` table; a bad value raises ``ConfigError`` naming both (and, for
+    a schedule a package declares, the package)."""
+    try:
+        return _parse(name, table, origin)
+    except ConfigError as error:
+        if origin == CONFIG_ORIGIN:
+            raise
+        raise ConfigError(f"{error} (declared by the {origin})") from None
+
+
+def _parse(name: str, table: Any, origin: str) -> Schedule:
     if not isinstance(table, Mapping):
         raise ConfigError(f"schedule {name!r} must be a table, not {table!r}")
     unknown = sorted(set(table) - set(KEYS))
@@ -125,16 +139,24 @@ def parse_schedule(name: str, table: Any) -> Schedule:
         values["catch_up_limit"] = _whole(name, "catch_up_limit", values["catch_up_limit"], 1)
     if "catch_up_window" in values:
         values["catch_up_window"] = _whole(name, "catch_up_window", values["catch_up_window"], 1)
-    return Schedule(name=name, **values)
+    return Schedule(name=name, origin=origin, **values)
 
 
-def parse_schedules(tables: Any) -> list[Schedule]:
-    """Every schedule of the ``schedules`` table, in the order given."""
+def parse_schedules(
+    tables: Any, declared: Mapping[str, tuple[Any, str]] | None = None
+) -> list[Schedule]:
+    """Every schedule: those ``declared`` by packages (name → (table, origin)), then those of
+    the ``schedules`` table, in the order given; a configured schedule replaces a package's
+    schedule of the same name."""
     if not isinstance(tables, Mapping):
         raise ConfigError(
             f"configuration key 'schedules' must be a table of tables, not {tables!r}"
         )
-    return [parse_schedule(str(name), table) for name, table in tables.items()]
+    found = {name: (table, origin) for name, (table, origin) in (declared or {}).items()}
+    for name, table in tables.items():
+        found.pop(str(name), None)
+        found[str(name)] = (table, CONFIG_ORIGIN)
+    return [parse_schedule(name, table, origin) for name, (table, origin) in found.items()]
 
 
 def check_schedules(_section: str, tables: Mapping[str, Any]) -> None:
