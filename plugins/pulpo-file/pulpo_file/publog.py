@@ -129,6 +129,17 @@ class LogFile:
             os.close(self._fd)
             raise
 
+    def is_current(self) -> bool:
+        """Whether the log's name still names the file this reader has open (a retired log's
+        readers let it go, so its disk space is freed)."""
+        return _same_file(self._fd, self.path)
+
+    def drained(self) -> bool:
+        """Whether every record is a file flushed to the disk (materialized and synced) and
+        no record waits past the position: the log holds nothing any more."""
+        materialized, synced = self._stored()
+        return synced >= materialized and self.read(materialized) is None
+
     def read(self, seq: int) -> Entry | None:
         """Record ``seq``, or ``None`` if it is not (yet) written."""
         if not self.slots:
@@ -234,6 +245,8 @@ class LogWriter:
                 continue
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if not _same_file(lock_fd, os.path.join(folder, f"{number}{LOG}")):
+                    raise FileNotFoundError(errno.ENOENT, "retired meanwhile")
                 writer = cls._ready(folder, number, lock_fd, fix_mode)
             except OSError:  # another process writes it, or it cannot be used: the next one
                 os.close(lock_fd)
@@ -318,6 +331,45 @@ class LogWriter:
         for fd in (self._direct_fd, self._lock_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def retire(log_file: LogFile) -> bool:
+    """Remove a log that holds nothing (see :meth:`LogFile.drained`) and that no process
+    writes; whether it was removed.
+
+    Safe against every other process: the retirer holds the log's writer lock (a publisher
+    that opened the log meanwhile finds, once it has the lock, that the name no longer names
+    its file, and takes another) and its materializer lock (no reader is between a record and
+    its file) while it checks and unlinks. The ``.log`` goes first: a crash before the ``.pos``
+    goes leaves positions that a new log of that number simply continues from.
+    """
+    try:
+        lock_fd = os.open(log_file.path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not _same_file(lock_fd, log_file.path):
+            return False
+        with log_file.materializing(wait=False) as mine:
+            if not mine or not log_file.drained():
+                return False
+            os.unlink(log_file.path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(log_file.path[: -len(LOG)] + POS)
+        return True
+    except OSError:  # written (locked) by a publisher, or gone
+        return False
+    finally:
+        os.close(lock_fd)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        opened, named = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
 
 
 def _fill(fd: int, size: int) -> None:
