@@ -18,14 +18,17 @@ from collections.abc import Iterable
 
 from pulpo_file import boot
 from pulpo_file.durability import Unflushed
-from pulpo_file.files import sync_file_system
+from pulpo_file.files import open_private, sync_file_system
 from pulpo_file.ids import is_id
 from pulpo_file.index import ReadyIndex
 from pulpo_file.layout import PENDING, Folder
-from pulpo_file.publog import FIRST_SIZE, SLOT, Entry, LogFile, LogWriter, log_numbers, retire
+from pulpo_file.logwriter import LogWriter, retire
+from pulpo_file.publog import FIRST_SIZE, SLOT, Damaged, Entry, LogFile, log_numbers
 
 log = logging.getLogger("pulpo.file")
 
+#: The suffix of a damaged publish-log record's bytes, kept in ``buried/``.
+DAMAGED = ".damaged"
 #: Seconds before a publisher tries again to take a publish log after failing to.
 LOG_RETRY_S = 10.0
 #: Seconds between two flushes of the files made from publish logs, when workers are idle.
@@ -142,7 +145,7 @@ class PublishLogSet:
             try:
                 position, synced = log_file.positions()
                 moved = self._seen.get(number) != position  # (recorded under its lock)
-                if not wait and not moved and log_file.read(position) is None:  # nothing new
+                if not wait and not moved and not log_file.has_news(position):
                     if position > synced and time.monotonic() >= self._next_sync:
                         # Quiet now: flush the files made, so that publishers reuse the slots.
                         self._next_sync = time.monotonic() + LOG_SYNC_INTERVAL_S
@@ -193,7 +196,7 @@ class PublishLogSet:
             if not mine:
                 return
             position, synced = log_file.positions()
-            entries: Iterable[Entry]
+            entries: Iterable[Entry | Damaged]
             if replay_skipping is not None:
                 position = synced
                 log_file.set_materialized(position)
@@ -206,11 +209,16 @@ class PublishLogSet:
                         self.finish_pending(last.job_id, last.ready_ns)
                 entries = log_file.entries(position)
             for entry in entries:
-                job_id, position = entry.job_id, entry.seq + 1
+                position = entry.seq + 1
+                if isinstance(entry, Damaged) or not is_id(entry.job_id):
+                    self._keep_damaged(log_file, entry)
+                    log_file.set_materialized(position)
+                    continue
+                job_id = entry.job_id
                 skipped = replay_skipping is not None and (
                     job_id in replay_skipping or self.folder.exists(job_id)
                 )
-                if skipped or not is_id(job_id):
+                if skipped:
                     log_file.set_materialized(position)
                     continue
                 pending = os.path.join(self.folder.tmp, job_id + PENDING)
@@ -220,6 +228,28 @@ class PublishLogSet:
             self._seen[log_file.number] = position
         if position - synced >= log_file.slots // 2:
             self.checkpoint()  # the flushed files free the log's slots for its publisher
+
+    def _keep_damaged(self, log_file: LogFile, entry: Entry | Damaged) -> None:
+        """A record that cannot be a job — damaged, with later records after it, or naming no
+        job id — is buried: its slot's bytes are kept as ``buried/publog-<log>-<seq>.damaged``
+        with a ``.reason``, at WARNING, before its slot may ever be written again."""
+        data = entry.data if isinstance(entry, Damaged) else log_file.block(entry.seq)
+        if not data:
+            log.warning("record %d of the publish log %s is missing (the log was cut short): "
+                        "that job is lost", entry.seq, log_file.path)
+            return
+        folder = self.folder
+        name = f"publog-{log_file.number}-{entry.seq}{DAMAGED}"
+        path = os.path.join(folder.buried, name)
+        reason = (f"record {entry.seq} of the publish log {log_file.path} is damaged (its "
+                  f"checksum or its job id does not hold); its {len(data)} bytes are kept here")
+        fd = open_private(path, os.O_WRONLY | os.O_TRUNC, folder.fix_mode)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        folder.write_reason(path, reason)
+        log.warning("%s: %s", reason, path)
 
     def finish_pending(self, job_id: str, ready_ns: int) -> None:
         """Rename ``tmp/<id>.pending`` into ``ready/`` and announce it (unless it is gone:
