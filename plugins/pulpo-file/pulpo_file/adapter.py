@@ -34,7 +34,7 @@ from pulpo_file.index import ReadyIndex
 from pulpo_file.journal import Journal
 from pulpo_file.layout import PENDING, Folder, publish_ready_ns, storage_errors, without_reason
 from pulpo_file.leases import Leases
-from pulpo_file.materialize import PublishLogSet
+from pulpo_file.materialize import LOOK_BUDGET, PublishLogSet
 from pulpo_file.operate import Operations
 from pulpo_file.recovery import Recovery, stale_before_ns
 from pulpo_file.unique import UniqueClaims
@@ -141,10 +141,9 @@ class FileQueueAdapter:
             index.active = True
             self._batches.tidy(stale_before_ns())  # first: a replay finds their files in place
             self._recovery.after_reboot(position)
-            self._logs.materialize_all(wait=True)
             self._recovery.stale_temporaries()
             index.rescan(settings.rescan_interval)
-        self._logs.materialize_all(wait=False)
+        self._logs.materialize_all(wait=False, budget=LOOK_BUDGET)
         gap = index.follow_journal()
         now = time.monotonic()
         if gap or now >= index.next_rescan:
