@@ -68,6 +68,21 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _ttr(text: str) -> int:
+    """``--ttr``: the one bound and the one sentence of :func:`pulpo_core.message.check_ttr`."""
+    from pulpo_core.message import TTR_RANGE, check_ttr
+
+    try:
+        value = float(text)
+        checked = check_ttr(int(value) if value.is_integer() else value)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a ttr: a ttr is {TTR_RANGE}"
+        ) from None
+    assert checked is not None
+    return checked
+
+
 def _expiration(text: str) -> Any:
     try:
         return _seconds(text)
@@ -84,8 +99,10 @@ def _expiration(text: str) -> Any:
 
 
 def _json_object(text: str) -> dict[str, Any]:
+    from pulpo_core.message import load_json
+
     try:
-        value = json.loads(text)
+        value = load_json(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error})") from None
     if not isinstance(value, dict):
@@ -131,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="never run after this (seconds from now, or a date and time)",
     )
     publish.add_argument(
-        "--ttr", type=_positive_seconds, metavar="SECONDS", help="lease of a reserved job"
+        "--ttr", type=_ttr, metavar="SECONDS", help="lease of a reserved job"
     )
     publish.add_argument("--count", type=_count, default=1, metavar="N", help="publish N such jobs")
     publish.add_argument(
