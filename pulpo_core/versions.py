@@ -1,8 +1,9 @@
 """``pulpo --version``: the versions a bug report needs, read from the installed metadata.
 
-pulpo-core's version, then each installed distribution that plugs in (``pulpo.plugins`` or
-``pulpo.handlers`` entry points) with its version, then Python's. A plugin that fails to load is
-marked and its error returned for stderr; a version that cannot be read shows as ``unknown``.
+pulpo-core's version, then each installed distribution that plugs in (``pulpo.plugins``,
+``pulpo.handlers`` or ``pulpo.schedules`` entry points) with its version, then Python's. A plugin
+that fails to load is marked and its error returned for stderr; a version that cannot be read
+shows as ``unknown``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ import platform
 from importlib.metadata import Distribution, PackageNotFoundError, distribution, entry_points
 
 from pulpo_core.errors import PluginError
-from pulpo_core.plugins import HANDLERS_GROUP, PLUGINS_GROUP, build_plugin_manager
+from pulpo_core.plugins import (
+    HANDLERS_GROUP,
+    PLUGINS_GROUP,
+    SCHEDULES_GROUP,
+    build_plugin_manager,
+)
 
 #: The core's own distribution.
 CORE_DISTRIBUTION = "pulpo-core"
@@ -62,8 +68,9 @@ def version_report() -> tuple[list[str], list[str]]:
         found[name] = version_of(ep.dist)
         if not loaded(ep.name):  # disabled, or it failed to load
             notes.setdefault(name, " (not loaded)")
-    for ep in entry_points(group=HANDLERS_GROUP):
-        found.setdefault(name_of(ep.dist), version_of(ep.dist))
+    for group in (HANDLERS_GROUP, SCHEDULES_GROUP):  # packages that plug in without hooks
+        for ep in entry_points(group=group):
+            found.setdefault(name_of(ep.dist), version_of(ep.dist))
     for failure in failures:
         for name in found:
             if f" from {name} " in str(failure):

@@ -17,7 +17,7 @@ import pytest
 from distributions import write_distribution
 
 from pulpo_core.config import ENV_VAR
-from pulpo_core.plugins import DISABLE_ENV, HANDLERS_GROUP, PLUGINS_GROUP
+from pulpo_core.plugins import DISABLE_ENV, HANDLERS_GROUP, PLUGINS_GROUP, SCHEDULES_GROUP
 
 
 def pulpo(*args: str, cwd: Path, site: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -30,7 +30,7 @@ def pulpo(*args: str, cwd: Path, site: Path | None = None) -> subprocess.Complet
 
 def installed_plugin_distributions() -> dict[str, str]:
     found = {}
-    for group in (PLUGINS_GROUP, HANDLERS_GROUP):
+    for group in (PLUGINS_GROUP, HANDLERS_GROUP, SCHEDULES_GROUP):
         for ep in entry_points(group=group):
             assert ep.dist is not None
             found[ep.dist.name] = ep.dist.version
@@ -113,3 +113,13 @@ class TestVersionFlagWithBadPlugins:
                               env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done
         assert f"pulpo-banner {version('pulpo-banner')} (not loaded)" in done.stdout.splitlines()
+
+
+    def test_a_schedules_package_is_listed(self, tmp_path: Path) -> None:
+        site = tmp_path / "site"
+        write_distribution(site, "acme-nightly", "2.3.4",
+                           entry_points={SCHEDULES_GROUP: {"nightly": "acme_nightly:NIGHTLY"}},
+                           files={"acme_nightly.py": "NIGHTLY = {}\n"})
+        done = pulpo("--version", cwd=tmp_path, site=site)
+        assert done.returncode == 0, done
+        assert "acme-nightly 2.3.4" in done.stdout.splitlines()
