@@ -9,13 +9,14 @@ import nox
 ROOT = Path(__file__).parent
 #: Every distribution under plugins/ is picked up without editing this file.
 PLUGINS = sorted(str(p.parent) for p in (ROOT / "plugins").glob("*/pyproject.toml"))
-# hatchling: tests/test_third_party_plugin.py builds a plugin offline (pip --no-build-isolation).
+# hatchling: tests/test_third_party_plugin.py builds a plugin offline (pip --no-build-isolation),
+# tests/test_release.py builds pulpo-expiration (1.27 writes the license files).
 # mkdocs: tests/test_docs_site.py builds the documentation site (strict) in every test run.
 # packaging: tests/test_release.py checks the release checks of .ci/release.py.
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "hatchling>=1.21", "mkdocs>=1.6", "packaging>=24.2"]
-#: What the release checks run with: the build frontend, twine and packaging (>= 24.2 reads
-#: metadata 2.4, the license expression and files).
-RELEASE_DEPS = ["build>=1.2", "twine>=6.1", "packaging>=24.2"]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "hatchling>=1.27", "mkdocs>=1.6", "packaging>=26"]
+#: What the release checks run with: the build frontend, twine and packaging (26 reads
+#: metadata 2.4 and 2.5, which hatchling writes: the license expression and files).
+RELEASE_DEPS = ["build>=1.2", "twine>=6.1", "packaging>=26"]
 
 nox.options.sessions = ["lint", "typecheck", "tests", "wheels"]
 nox.options.reuse_existing_virtualenvs = True
