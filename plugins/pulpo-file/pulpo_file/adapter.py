@@ -23,9 +23,10 @@ from typing import Any
 import attrs
 
 from pulpo_core.config import load_section
-from pulpo_core.errors import AdapterError, PartialEnqueue
+from pulpo_core.errors import AdapterError
 from pulpo_core.message import BURIED_REASON, DEFAULT_PRIORITY, Message
 from pulpo_file import boot
+from pulpo_file.batch import Batches
 from pulpo_file.config import SECTION, FileQueueConfig
 from pulpo_file.durability import durability_for
 from pulpo_file.ids import IdMaker, check_id
@@ -33,9 +34,9 @@ from pulpo_file.index import ReadyIndex
 from pulpo_file.journal import Journal
 from pulpo_file.layout import PENDING, Folder, publish_ready_ns, storage_errors, without_reason
 from pulpo_file.leases import Leases
-from pulpo_file.materialize import PublishLogSet
+from pulpo_file.materialize import LOOK_BUDGET, PublishLogSet
 from pulpo_file.operate import Operations
-from pulpo_file.recovery import Recovery
+from pulpo_file.recovery import Recovery, stale_before_ns
 from pulpo_file.unique import UniqueClaims
 
 __all__ = ["PENDING", "FileQueueAdapter"]
@@ -68,6 +69,7 @@ class FileQueueAdapter:
         self._leases = Leases(folder, self._durability, self._index, self._recovery)
         self._operations = Operations(folder, self._durability, self._logs, self._leases,
                                       self._recovery)
+        self._batches = Batches(folder, self._durability, self._index)
         self._ids = IdMaker(folder.rng.getrandbits)
         self._closed = False
 
@@ -104,37 +106,19 @@ class FileQueueAdapter:
         return message
 
     def enqueue_many(self, messages: Sequence[Message]) -> list[Message]:
-        """Queue several jobs; with ``fsync`` their records are flushed together, once.
+        """Queue several jobs, all or none of them, even when the publisher is killed (see
+        :mod:`pulpo_file.batch`); with ``fsync`` their records are flushed together, once.
 
-        :raises AdapterError: when nothing could be queued.
-        :raises PartialEnqueue: when some jobs were written and the others not (it lists them).
+        :raises AdapterError: when the jobs could not be queued (none of them is).
         """
         with self._folder.lock:
             self._check_open()
             batch = [self._new_job(message) for message in messages]
         if not batch:
             return []
-        durability, ready = self._durability, self._folder.ready
-        with storage_errors(f"the file queue could not record {len(batch)} jobs in its journal"):
-            segment = durability.intents([(j, r, d) for j, _, r, d in batch])
-        for number, (job_id, _, ready_ns, data) in enumerate(batch):
-            try:
-                durability.write(ready, job_id, data, ready_ns)
-            except OSError as error:
-                for later_id, *_ in batch[number:]:
-                    durability.gone(later_id, later_id == batch[-1][0])
-                self._index.announce([(j, r) for j, _, r, _ in batch[:number]])
-                raise PartialEnqueue(
-                    f"the file queue stored {number} of {len(batch)} jobs in {ready!r}, "
-                    f"then failed: {error.strerror or error}",
-                    [*(m for _, m, _, _ in batch[:number]), *([None] * (len(batch) - number))],
-                ) from error
-        try:
-            durability.flush_if_outlived(segment, ready, [job_id for job_id, *_ in batch])
-        except OSError as error:
-            log.warning("%d jobs are queued but could not be flushed after a long stall (%s)",
-                        len(batch), error.strerror or error)
-        self._index.announce([(job_id, ready_ns) for job_id, _, ready_ns, _ in batch])
+        with storage_errors(f"the file queue could not store {len(batch)} jobs (none of them "
+                            f"is queued)"):
+            self._batches.publish([(job_id, ready_ns, data) for job_id, _, ready_ns, data in batch])
         return [message for _, message, _, _ in batch]
 
     def enqueue_unique(self, message: Message) -> tuple[Message, bool]:
@@ -155,14 +139,15 @@ class FileQueueAdapter:
             # First: what is published from now on is read from the journal.
             position = self._journal.start_reading()
             index.active = True
+            self._batches.tidy(stale_before_ns())  # first: a replay finds their files in place
             self._recovery.after_reboot(position)
-            self._logs.materialize_all(wait=True)
             self._recovery.stale_temporaries()
             index.rescan(settings.rescan_interval)
-        self._logs.materialize_all(wait=False)
+        self._logs.materialize_all(wait=False, budget=LOOK_BUDGET)
         gap = index.follow_journal()
         now = time.monotonic()
         if gap or now >= index.next_rescan:
+            self._batches.tidy(None)
             index.rescan(settings.rescan_interval)
         if now >= self._leases.next_check:
             self._leases.next_check = now + settings.lease_check_interval

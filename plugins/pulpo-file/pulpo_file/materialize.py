@@ -33,6 +33,8 @@ DAMAGED = ".damaged"
 LOG_RETRY_S = 10.0
 #: Seconds between two flushes of the files made from publish logs, when workers are idle.
 LOG_SYNC_INTERVAL_S = 1.0
+#: The most records a worker makes files of per look at the queue (see ``materialize_all``).
+LOOK_BUDGET = 256
 #: Seconds between two looks for publish logs that hold nothing any more, to remove them.
 RETIRE_INTERVAL_S = 5.0
 #: Seconds between two warnings about the same publish log.
@@ -138,10 +140,14 @@ class PublishLogSet:
             self._warned[number] = now + WARN_INTERVAL_S
             log.warning("%s", text)
 
-    def materialize_all(self, wait: bool) -> None:
+    def materialize_all(self, wait: bool, budget: int | None = None) -> None:
         """Make files of the jobs waiting in publish logs (skipping a log another process is
-        at, unless ``wait``), so that they are in ``ready/`` and announced."""
+        at, unless ``wait``), so that they are in ``ready/`` and announced; at most ``budget``
+        of them (the rest at the next look), so a worker starting on a deep backlog of logs
+        runs its first job at once."""
         for number, log_file in list(self.known().items()):
+            if budget is not None and budget <= 0:
+                break
             try:
                 position, synced = log_file.positions()
                 moved = self._seen.get(number) != position  # (recorded under its lock)
@@ -152,7 +158,8 @@ class PublishLogSet:
                         self.checkpoint()
                     continue
                 # (Another process moved the position: it may have died before its rename.)
-                self.materialize(log_file, wait)
+                made = self.materialize(log_file, wait, budget=budget)
+                budget = None if budget is None else budget - made
             except OSError as error:
                 self.warn(number, f"jobs in the publish log {log_file.path} cannot be queued "
                                   f"yet ({error.strerror or error}); they stay safe in the log")
@@ -184,17 +191,20 @@ class PublishLogSet:
             self.materialize_all(wait=True)
 
     def materialize(
-        self, log_file: LogFile, wait: bool, replay_skipping: set[str] | None = None
-    ) -> None:
-        """Make files of the log's records not yet made files.
+        self, log_file: LogFile, wait: bool, replay_skipping: set[str] | None = None,
+        budget: int | None = None,
+    ) -> int:
+        """Make files of the log's records not yet made files (at most ``budget``); how many
+        records it took.
 
         With ``replay_skipping`` (after a reboot) take every record from the last flushed
         position on, wherever it is in the log, skipping the ids given (gone or reserved) and
         the jobs that are files.
         """
+        taken = 0
         with log_file.materializing(wait) as mine:
             if not mine:
-                return
+                return 0
             position, synced = log_file.positions()
             entries: Iterable[Entry | Damaged]
             if replay_skipping is not None:
@@ -209,6 +219,9 @@ class PublishLogSet:
                         self.finish_pending(last.job_id, last.ready_ns)
                 entries = log_file.entries(position)
             for entry in entries:
+                if budget is not None and taken >= budget:
+                    break
+                taken += 1
                 position = entry.seq + 1
                 if isinstance(entry, Damaged) or not is_id(entry.job_id):
                     self._keep_damaged(log_file, entry)
@@ -228,6 +241,7 @@ class PublishLogSet:
             self._seen[log_file.number] = position
         if position - synced >= log_file.slots // 2:
             self.checkpoint()  # the flushed files free the log's slots for its publisher
+        return taken
 
     def _keep_damaged(self, log_file: LogFile, entry: Entry | Damaged) -> None:
         """A record that cannot be a job — damaged, with later records after it, or naming no

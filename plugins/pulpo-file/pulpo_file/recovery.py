@@ -33,6 +33,11 @@ log = logging.getLogger("pulpo.file")
 STALE_TEMPORARY_S = 3600.0
 
 
+def stale_before_ns() -> int:
+    """What was changed in ``tmp/`` before this instant was left by a writer that died."""
+    return int((time.time() - STALE_TEMPORARY_S) * 1e9)
+
+
 class Recovery:
     """The repairs of one adapter."""
 
@@ -149,7 +154,7 @@ class Recovery:
 
     def stale_temporaries(self) -> None:
         """Remove what writers that died long ago left in ``tmp/`` (but see :meth:`pending`)."""
-        self.pending(int((time.time() - STALE_TEMPORARY_S) * 1e9), remove_others=True)
+        self.pending(stale_before_ns(), remove_others=True)
 
     def pending(self, before_ns: int, remove_others: bool = False) -> None:
         """A job taken from a publish log whose rename into ``ready/`` was lost (a power cut,
