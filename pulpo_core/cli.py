@@ -29,6 +29,15 @@ class UsageError(Exception):
     """Bad flags or arguments (exit 2)."""
 
 
+class _ShowVersions(Exception):
+    """``--version`` was given: print the versions instead of running a command."""
+
+
+class _VersionAction(argparse.Action):
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise _ShowVersions
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
@@ -122,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="debug logging and tracebacks on errors"
+    )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="print the versions of pulpo-core, every installed plugin and Python, and exit",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -325,6 +340,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return EXIT_RUNTIME if failures else EXIT_OK
 
 
+def show_versions() -> int:
+    """``pulpo --version``: exit 0 even when a plugin fails to load (it is named on stderr)."""
+    from pulpo_core.versions import version_report
+
+    lines, errors = version_report()
+    for line in lines:
+        print(line)
+    for error in errors:
+        print(f"pulpo: error: {error}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_handlers(args: argparse.Namespace) -> int:
     app = make_app(args)
     rows = [("REQUEST TYPE", "HANDLER", "ORIGIN")]
@@ -363,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
     try:
         args = parser.parse_args(argv)
+    except _ShowVersions:
+        return show_versions()
     except UsageError as error:
         print(f"{error}", file=sys.stderr)
         return EXIT_USAGE
