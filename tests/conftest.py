@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_server import RedisServer, find_redis_server
 
 from pulpo_core import Pulpo
 from pulpo_core.plugins import build_plugin_manager
-from redis_server import RedisServer, find_redis_server
 
 ADAPTERS = ("memory", "file", "beanstalkd", "redis")
 _tubes = itertools.count()

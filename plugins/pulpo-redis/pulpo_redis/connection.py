@@ -40,7 +40,7 @@ def make_client(settings: RedisSettings) -> Any:
     if settings.is_cluster:
         from redis.cluster import RedisCluster
 
-        return RedisCluster.from_url(settings.client_url, **options)
+        return RedisCluster.from_url(settings.client_url, **options)  # type: ignore[no-untyped-call]
     return redis.Redis.from_url(settings.client_url, retry=Retry(NoBackoff(), 0), **options)
 
 

@@ -24,7 +24,7 @@ def _url(_instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
         raise InvalidValue(attribute.name, f"a URL starting with {starts}", value)
 
 
-def _queue(_instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
+def _queue(_instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     if not QUEUE_NAME.match(value):
         raise InvalidValue(attribute.name, "a queue name (1 to 200 characters, no spaces or "
                            "braces)", value)
