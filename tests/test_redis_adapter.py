@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import redis
+from pulpo_redis.adapter import RedisQueueAdapter
+from pulpo_redis.keys import QueueKeys
 from redis.crc import key_slot
 from redis_server import RedisServer, find_redis_server
 
@@ -20,8 +22,6 @@ from pulpo_core.adapter import BatchPublishing, Flushing, JobListing, LeaseKeepi
 from pulpo_core.errors import AdapterError, ConfigError
 from pulpo_core.plugins import build_plugin_manager
 from pulpo_core.registry import collect_hints, select_adapter
-from pulpo_redis.adapter import RedisQueueAdapter
-from pulpo_redis.keys import QueueKeys
 
 _queues = iter(range(1, 10**6))
 
