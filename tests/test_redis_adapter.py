@@ -233,3 +233,20 @@ class TestServerFaults:
             assert message is not None and adapter.commit(message) is True
         finally:
             adapter.close()
+
+
+class TestDocs:
+    def test_every_key_is_documented_with_its_default(self) -> None:
+        import attrs
+        from test_docs import documented_default
+
+        from pulpo_redis.settings import RedisSettings
+
+        text = (Path(__file__).resolve().parents[1] / "docs" / "adapters" / "redis.md"
+                ).read_text(encoding="utf-8")
+        for field in attrs.fields(RedisSettings):
+            row = next((line for line in text.splitlines()
+                        if line.startswith(f"| `{field.name}` |")), None)
+            assert row, f"{field.name!r} is missing from docs/adapters/redis.md"
+            default = field.default if field.name != "watch" else []
+            assert f"`{documented_default(default)}`" in row, field.name
