@@ -238,9 +238,8 @@ class TestServerFaults:
 class TestDocs:
     def test_every_key_is_documented_with_its_default(self) -> None:
         import attrs
-        from test_docs import documented_default
-
         from pulpo_redis.settings import RedisSettings
+        from test_docs import documented_default
 
         text = (Path(__file__).resolve().parents[1] / "docs" / "adapters" / "redis.md"
                 ).read_text(encoding="utf-8")
