@@ -3,6 +3,7 @@ foreign data, waking idle workers, and a server that restarts or goes away."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -249,3 +250,57 @@ class TestDocs:
             assert row, f"{field.name!r} is missing from docs/adapters/redis.md"
             default = field.default if field.name != "watch" else []
             assert f"`{documented_default(default)}`" in row, field.name
+
+
+class TestCommandLine:
+    def test_publish_to_a_server_that_is_down_exits_1_naming_it(self, tmp_path: Path) -> None:
+        import json
+        import subprocess
+        import sys
+
+        from redis_server import free_port
+
+        port = free_port()  # nothing listens there
+        config = tmp_path / "pulpo.json"
+        config.write_text(json.dumps({"queue_adapter_type": "redis", "redis_queue_adapter": {
+            "url": f"redis://127.0.0.1:{port}/0", "reconnect_timeout": 0.5}}))
+        done = subprocess.run([sys.executable, "-m", "pulpo_core", "--config", str(config),
+                               "publish", "--request-type", "t"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, done.stderr
+        assert f"127.0.0.1:{port}" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+class TestIdleWorkers:
+    def test_twenty_idle_workers_cost_the_server_almost_nothing(
+            self, section: dict[str, Any], redis_server: RedisServer) -> None:
+        assert redis_server.process is not None
+        stat = Path(f"/proc/{redis_server.process.pid}/stat")
+
+        def cpu() -> float:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        adapters = [RedisQueueAdapter(section) for _ in range(20)]
+        stop = threading.Event()
+
+        def idle(adapter: RedisQueueAdapter) -> None:
+            while not stop.is_set():
+                adapter.dequeue()
+
+        threads = [threading.Thread(target=idle, args=(a,)) for a in adapters]
+        try:
+            for thread in threads:
+                thread.start()
+            time.sleep(0.5)
+            before = cpu()
+            time.sleep(3)
+            used = cpu() - before
+            # One claim and one blocked BLPOP per worker a second: a few ms of server CPU.
+            assert used < 0.3, f"the server used {used:.2f} s of CPU in 3 s"
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+            for adapter in adapters:
+                adapter.close()

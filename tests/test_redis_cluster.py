@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pulpo_redis.adapter import RedisQueueAdapter
+from pulpo_redis.keys import QueueKeys
 from redis_server import RedisServer, find_redis_server
 
 from pulpo_core import Message
-from pulpo_redis.adapter import RedisQueueAdapter
-from pulpo_redis.keys import QueueKeys
 
 
 def cluster_port() -> int:
