@@ -265,7 +265,8 @@ class TestCommandLine:
         config.write_text(json.dumps({"queue_adapter_type": "redis", "redis_queue_adapter": {
             "url": f"redis://127.0.0.1:{port}/0", "reconnect_timeout": 0.5}}))
         done = subprocess.run([sys.executable, "-m", "pulpo_core", "--config", str(config),
-                               "publish", "--request-type", "t"], capture_output=True, text=True, timeout=60)
+                               "publish", "--request-type", "t"],
+                              capture_output=True, text=True, timeout=60)
         assert done.returncode == 1, done.stderr
         assert f"127.0.0.1:{port}" in done.stderr
         assert "Traceback" not in done.stderr
