@@ -82,6 +82,22 @@ class RedisQueueAdapter:
         number = self._script("ENQUEUE", keys, *args, what="publish the job")
         return message.with_id(job_id(keys.queue, number))
 
+    def enqueue_unique(self, message: Message) -> tuple[Message, bool]:
+        """Queue the message unless a live job (or one done less than ``unique_for`` ago)
+        holds its ``unique_key``: one script, so atomic against every other publisher."""
+        keys = self._queue(self.settings.queue)
+        try:
+            args = self._enqueue_args(message)
+        except ValueError as error:
+            raise AdapterError(str(error)) from None
+        number, created = self._script("ENQUEUE_UNIQUE", keys, *args, message.unique_key,
+                                       message.unique_for or 0, what="publish the job")
+        message_id = job_id(keys.queue, _text(number))
+        if created:
+            return message.with_id(message_id), True
+        held = self.peek(message_id)
+        return (held if held is not None else message.with_id(message_id)), False
+
     def enqueue_many(self, messages: Sequence[Message]) -> list[Message]:
         """Queue the messages in one pipeline (one round trip for the whole batch)."""
         keys = self._queue(self.settings.queue)

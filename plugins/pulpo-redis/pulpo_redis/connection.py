@@ -22,7 +22,7 @@ log = logging.getLogger("pulpo.redis")
 #: What tells that the server is away (or the connection broke), not that a command is wrong.
 LOST = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 #: The scripts by name, as :mod:`pulpo_redis.scripts` spells them.
-SCRIPT_NAMES = ("ENQUEUE", "CLAIM", "COMMIT", "ROLLBACK", "BURY", "TOUCH", "KICK", "DELETE",
+SCRIPT_NAMES = ("ENQUEUE", "ENQUEUE_UNIQUE", "CLAIM", "COMMIT", "ROLLBACK", "BURY", "TOUCH", "KICK", "DELETE",
                 "STATS")
 
 

@@ -69,14 +69,27 @@ local function held(n, token)
   local fields = redis.call('HMGET', k, 's', 'k')
   return fields[1] == 'reserved' and fields[2] == token
 end
+local function ukey(name) return string.sub(base, 1, -3) .. 'u:' .. name end
+local function free_unique(n, hold)
+  -- A unique job's key is held while it lives; ``unique_for`` keeps it that long after.
+  local name = redis.call('HGET', jkey(n), 'u')
+  if not name then return end
+  local k = ukey(name)
+  if redis.call('GET', k) ~= tostring(n) then return end
+  local seconds = tonumber(redis.call('HGET', jkey(n), 'uf')) or 0
+  if hold and seconds > 0 then
+    redis.call('EXPIRE', k, math.ceil(seconds))
+  else
+    redis.call('DEL', k)
+  end
+end
 local function wake()
   redis.call('LPUSH', WAKE, 1)
   redis.call('LTRIM', WAKE, 0, 63)
 end
 """
 
-#: ARGV: base, data, priority, ready time in ms (0: now), ttr. Returns the job number.
-ENQUEUE = _COMMON + """
+_ADD = """
 local n = redis.call('INCR', SEQ)
 local k = jkey(n)
 local now = now_ms()
@@ -89,7 +102,22 @@ else
   make_ready(n, now)
 end
 wake()
+"""
+
+#: ARGV: base, data, priority, ready time in ms (0: now), ttr. Returns the job number.
+ENQUEUE = _COMMON + _ADD + """
 return n
+"""
+
+#: ARGV: base, data, priority, ready time, ttr, unique key, unique_for (0: none). Returns
+#: {n, 1} for a new job, or {n, 0}: the job number that holds the key (no job was made).
+ENQUEUE_UNIQUE = _COMMON + """
+local holder = redis.call('GET', ukey(ARGV[6]))
+if holder then return {holder, 0} end
+""" + _ADD + """
+redis.call('HSET', k, 'u', ARGV[6], 'uf', ARGV[7])
+redis.call('SET', ukey(ARGV[6]), n)
+return {n, 1}
 """
 
 #: ARGV: base, default ttr. Returns {n, data, attempts, ttr, token}, or {'', ms until something
@@ -132,6 +160,7 @@ COMMIT = _COMMON + """
 local n = ARGV[2]
 if not held(n, ARGV[3]) then return 0 end
 redis.call('ZREM', X, n)
+free_unique(n, true)
 redis.call('DEL', jkey(n))
 return 1
 """
@@ -166,6 +195,7 @@ local n = ARGV[2]
 if not held(n, ARGV[3]) then return 0 end
 redis.call('ZREM', X, n)
 redis.call('HDEL', jkey(n), 'k')
+free_unique(n, false)
 redis.call('HSET', jkey(n), 's', 'buried', 'w', ARGV[4])
 redis.call('ZADD', B, now_ms(), n)
 return 1
@@ -206,6 +236,7 @@ local found = 0
 if redis.call('HDEL', FOREIGN, n) == 1 then found = 1 end
 found = found + redis.call('ZREM', B, n) + redis.call('ZREM', D, n) + redis.call('ZREM', X, n)
 if kind(k) == 'hash' then
+  free_unique(n, false)
   local m = redis.call('HGET', k, 'm')
   if m then redis.call('ZREM', R, m) end
   found = found + 1
