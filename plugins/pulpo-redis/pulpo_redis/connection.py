@@ -22,8 +22,8 @@ log = logging.getLogger("pulpo.redis")
 #: What tells that the server is away (or the connection broke), not that a command is wrong.
 LOST = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 #: The scripts by name, as :mod:`pulpo_redis.scripts` spells them.
-SCRIPT_NAMES = ("ENQUEUE", "ENQUEUE_UNIQUE", "CLAIM", "COMMIT", "ROLLBACK", "BURY", "TOUCH", "KICK", "DELETE",
-                "STATS")
+SCRIPT_NAMES = ("ENQUEUE", "ENQUEUE_UNIQUE", "CLAIM", "COMMIT", "ROLLBACK", "BURY", "TOUCH",
+                "KICK", "DELETE", "STATS")
 
 
 def make_client(settings: RedisSettings) -> Any:
