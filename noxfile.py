@@ -71,7 +71,7 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against the peers; writes the figures quoted in docs/performance.md."""
-    install_project(session, "huey", "persist-queue")
+    install_project(session, "huey", "persist-queue", "rq", "dramatiq[redis]", "celery[redis]")
     session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
 
 
