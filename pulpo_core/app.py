@@ -141,7 +141,10 @@ class Pulpo:
 
     def new_adapter(self) -> QueueAdapter:
         """A new adapter from the factory; the calling thread uses it from now on (a pool slot:
-        clients such as greenstalk are not thread-safe). Close it with :meth:`drop_adapter`."""
+        clients such as greenstalk are not thread-safe). Close it with :meth:`drop_adapter`.
+        An adapter class that sets ``thread_safe = True`` is shared by every slot instead."""
+        if getattr(self.queue_adapter, "thread_safe", False) is True:
+            return self.queue_adapter
         entry = self._adapter_entry
         adapter = create_adapter(entry, self.config.section(entry.section))
         self._slot.adapter = adapter
@@ -151,7 +154,7 @@ class Pulpo:
         """Close the calling thread's own adapter; it uses the shared one again."""
         adapter: QueueAdapter | None = getattr(self._slot, "adapter", None)
         self._slot.adapter = None
-        if adapter is not None:
+        if adapter is not None and adapter is not self._queue_adapter:
             adapter.close()
 
     def publish(self, message: Message) -> Message:
