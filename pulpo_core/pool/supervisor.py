@@ -91,7 +91,7 @@ class Supervisor:
 
     def _watch(self) -> int:
         deadline: float | None = None
-        while self.children:
+        while self.children or (self.processes and not self._stop_signals):
             if self._stop_signals and deadline is None:
                 deadline = time.monotonic() + self.shutdown_timeout + 5.0
                 self.processes = 0
@@ -113,7 +113,7 @@ class Supervisor:
             if self.processes and active < self.processes and time.monotonic() >= self._restart_at:
                 self._start()
             elif not ended:
-                time.sleep(_TICK)
+                time.sleep(_TICK)  # (also while a restart waits out its back-off)
         log.info("supervisor stopped")
         return 0
 
@@ -133,11 +133,15 @@ class Supervisor:
             self.processes -= 1
             return "ok"
         why = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
-        if lived < FAST_FAILURE:
-            self._fast_failures += 1
-        else:
+        fast = lived < FAST_FAILURE
+        if not fast:
             self._fast_failures = 0
             self._backoff = _BACKOFF_START
+        elif code > 0:
+            # A child that exits on its own soon after starting could not start (a handler
+            # that does not import): a few in a row and the supervisor gives up. One killed by
+            # a signal (SIGKILL, OOM) may have run jobs and is always replaced, with back-off.
+            self._fast_failures += 1
         if self._fast_failures >= MAX_FAST_FAILURES:
             log.error(
                 "worker processes failed %d times within %gs of starting (last: %s): giving up; "
@@ -147,7 +151,7 @@ class Supervisor:
                 why,
             )
             return "give up"
-        delay = self._backoff if self._fast_failures else 0.0
+        delay = self._backoff if fast else 0.0
         self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
         self._restart_at = time.monotonic() + delay
         log.warning(
