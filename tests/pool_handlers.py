@@ -14,7 +14,7 @@ from pulpo_core import Message
 LOG_ENV = "PULPO_TEST_LOG"
 
 
-def _note(message: Message, event: str) -> None:
+def note(message: Message, event: str) -> None:
     line = f"{message.id} {event} {os.getpid()}\n".encode()
     fd = os.open(os.environ[LOG_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -25,11 +25,11 @@ def _note(message: Message, event: str) -> None:
 
 def record(message: Message) -> None:
     """Note that the job ran."""
-    _note(message, "done")
+    note(message, "done")
 
 
 def slow(message: Message) -> None:
     """Note the start, sleep ``body["seconds"]``, note the end."""
-    _note(message, "start")
+    note(message, "start")
     time.sleep(float(message.body.get("seconds", 0)))
-    _note(message, "done")
+    note(message, "done")

@@ -209,3 +209,36 @@ def test_child_that_fails_at_import_is_not_restarted_forever(tmp_path: Path) -> 
     )
     assert done.returncode == 1, done.stderr
     assert "giving up" in done.stderr and "no_such_module_here" in done.stderr
+
+
+def test_sighup_picks_up_new_code_and_drops_nothing(pool: Pool, tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    module = code / "hup_handlers.py"
+    module.write_text("from pool_handlers import note\nVERSION = 'v1'\n\n"
+                      "def handle(message):\n    note(message, VERSION)\n")
+    pool.settings["handlers"] = {**HANDLERS, "hup": "hup_handlers:handle"}
+    pool.config_path.write_text(json.dumps(pool.settings))
+    environment = pool.environment
+    pool.environment = lambda: {  # type: ignore[method-assign]
+        **environment(),
+        "PYTHONPATH": f"{code}{os.pathsep}{environment()['PYTHONPATH']}",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    first = pool.publish(1, request_type="hup")
+    running = pool.publish(4, request_type="slow", seconds=2)
+    pool.start("--processes", "2", "--threads", "2")
+    pool.wait_for(lambda: set(pool.events("v1")) == first, "the first version to run")
+    pool.wait_for(lambda: len(pool.events("start")) == 4, "4 running jobs")
+    old = set(pool.children())
+    module.write_text(module.read_text().replace("'v1'", "'v2'"))
+    pool.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    pool.wait_for(
+        lambda: len(pool.children()) == 2 and not old & set(pool.children()), "new children"
+    )
+    later = pool.publish(10, request_type="hup")
+    pool.wait_for(lambda: set(pool.events("v2")) == later, "the new version to run")
+    assert set(pool.events("done")) == running, "the running jobs finished"
+    pool.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    assert pool.finish() == 0, pool.text()
+    assert not set(pool.events("v1")) & later
