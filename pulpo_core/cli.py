@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from pulpo_core.pool.flags import processes_flag, threads_flag
+
 if TYPE_CHECKING:
     from pulpo_core.app import Pulpo
 
@@ -68,32 +70,6 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _bounded(text: str, high: int, what: str) -> int:
-    value = _whole(text)
-    if not 1 <= value <= high:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of {what} from 1 to {high}")
-    return value
-
-
-def _processes(text: str) -> int:
-    from pulpo_core.pool.settings import MAX_PROCESSES, cpu_count
-
-    if text == "auto":
-        return min(cpu_count(), MAX_PROCESSES)
-    try:
-        return _bounded(text, MAX_PROCESSES, "processes")
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither 'auto' nor a number of processes from 1 to {MAX_PROCESSES}"
-        ) from None
-
-
-def _threads(text: str) -> int:
-    from pulpo_core.pool.settings import MAX_THREADS
-
-    return _bounded(text, MAX_THREADS, "threads")
-
-
 def _expiration(text: str) -> Any:
     try:
         return _seconds(text)
@@ -137,13 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="process jobs until shut down")
     worker.add_argument(
         "--processes",
-        type=_processes,
+        type=processes_flag,
         metavar="N|auto",
         help="worker processes under a supervisor (auto: one per CPU; default [worker] processes)",
     )
     worker.add_argument(
         "--threads",
-        type=_threads,
+        type=threads_flag,
         metavar="N",
         help="jobs each process runs at once (default [worker] threads)",
     )
@@ -228,32 +204,13 @@ def make_app(args: argparse.Namespace, overrides: dict[str, Any] | None = None) 
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from pulpo_core.pool.child import IS_CHILD, child_command, run_child
-    from pulpo_core.pool.supervisor import Supervisor
+    from pulpo_core.pool.command import run_worker_command
 
     # Handlers named in the config table ("tasks:send_email") are the project's own modules:
     # import them from the folder the worker runs in, as `python -m pulpo_core` would.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
-    flags = {"processes": args.processes, "threads": args.threads, "time_limit": args.time_limit}
-    overrides = {key: value for key, value in flags.items() if value is not None}
-    app = make_app(args, {"worker": overrides} if overrides else None)
-    settings = app.worker_settings
-    supervised = settings.processes > 1 or settings.max_jobs_per_child or (
-        settings.max_memory_per_child
-    )
-    if IS_CHILD or not supervised:
-        return run_child(app)
-    app.close()
-    command = child_command(args.config, args.verbose, settings)
-    log = logging.getLogger("pulpo.pool")
-    log.info(
-        "pool of %d process(es) x %d thread(s) on the %s adapter",
-        settings.processes,
-        settings.threads,
-        app.config.queue_adapter_type,
-    )
-    return Supervisor(command, settings.processes, settings.shutdown_timeout).run()
+    return run_worker_command(args, make_app)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

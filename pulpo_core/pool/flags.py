@@ -1,0 +1,37 @@
+"""The ``pulpo worker`` pool flags: ``--processes N|auto`` and ``--threads N``, checked before
+anything starts (argparse turns the error into one sentence and exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+
+from pulpo_core.pool.settings import MAX_PROCESSES, MAX_THREADS, cpu_count
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _bounded(text: str, high: int, what: str) -> int:
+    value = _whole(text)
+    if not 1 <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of {what} from 1 to {high}")
+    return value
+
+
+def processes_flag(text: str) -> int:
+    if text == "auto":
+        return min(cpu_count(), MAX_PROCESSES)
+    try:
+        return _bounded(text, MAX_PROCESSES, "processes")
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither 'auto' nor a number of processes from 1 to {MAX_PROCESSES}"
+        ) from None
+
+
+def threads_flag(text: str) -> int:
+    return _bounded(text, MAX_THREADS, "threads")
