@@ -10,9 +10,9 @@ from typing import Any
 
 import attrs
 
-from pulpo_core.adapter import BatchPublishing, QueueAdapter
+from pulpo_core.adapter import BatchPublishing, QueueAdapter, UniquePublishing
 from pulpo_core.config import Config, check_section, load_config
-from pulpo_core.errors import ConfigError
+from pulpo_core.errors import AdapterError, ConfigError
 from pulpo_core.handlers import HandlerRegistry
 from pulpo_core.lease import LeaseKeeper
 from pulpo_core.message import DEFAULT_PRIORITY, Message
@@ -163,7 +163,33 @@ class Pulpo:
         :raises ValueError: naming the field when the message cannot be queued (empty
             request type, a body that is not JSON, a delay after the expiration, ...).
         """
-        return self.queue_adapter.enqueue(self._prepare(message))
+        message = self._prepare(message)
+        if message.unique_key is not None:
+            return self._enqueue_unique(message)[0]
+        return self.queue_adapter.enqueue(message)
+
+    def publish_unique(self, message: Message) -> tuple[Message, bool]:
+        """Queue a job with a ``unique_key`` unless a live job holds that key.
+
+        :return: ``(job, created)``: the new job and ``True``, or the job that holds the key
+            and ``False`` (nothing was queued).
+        :raises ValueError: when the message has no ``unique_key`` or cannot be queued.
+        :raises AdapterError: when the adapter cannot publish unique jobs.
+        """
+        message = self._prepare(message)
+        if message.unique_key is None:
+            raise ValueError("publish_unique needs a message with a unique_key")
+        return self._enqueue_unique(message)
+
+    def _enqueue_unique(self, message: Message) -> tuple[Message, bool]:
+        adapter = self.queue_adapter
+        if not isinstance(adapter, UniquePublishing):
+            # Never a silent duplicate: without the capability the job is refused.
+            raise AdapterError(
+                f"the {self.config.queue_adapter_type} adapter cannot publish unique jobs, "
+                f"so the job with unique_key {message.unique_key!r} was not queued"
+            )
+        return adapter.enqueue_unique(message)
 
     def publish_many(self, messages: Iterable[Message]) -> list[Message]:
         """Queue several jobs; return them with their ids, in order.
@@ -184,6 +210,11 @@ class Pulpo:
             except ValueError as error:
                 raise ValueError(f"message {number}: {error}") from None
         adapter = self.queue_adapter
+        if any(message.unique_key is not None for message in prepared):
+            return [
+                adapter.enqueue(m) if m.unique_key is None else self._enqueue_unique(m)[0]
+                for m in prepared
+            ]
         if isinstance(adapter, BatchPublishing):
             return list(adapter.enqueue_many(prepared))
         return [adapter.enqueue(message) for message in prepared]

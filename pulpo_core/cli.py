@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop and fail a job running longer (0: no limit; default [worker] time_limit)",
     )
+    worker.add_argument(
+        "--with-scheduler", action="store_true", help="publish the schedules' ticks too"
+    )
     worker.set_defaults(run=cmd_worker)
 
     publish = commands.add_parser("publish", help="queue a job; prints each new id")
@@ -151,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttr", type=_positive_seconds, metavar="SECONDS", help="lease of a reserved job"
     )
     publish.add_argument("--count", type=_count, default=1, metavar="N", help="publish N such jobs")
+    publish.add_argument(
+        "--unique-key", metavar="K", help="publish only if no live job holds this key"
+    )
+    publish.add_argument(
+        "--unique-for", type=_positive_seconds, metavar="SECONDS", help="hold the key this long"
+    )
     publish.set_defaults(run=cmd_publish)
 
     peek = commands.add_parser("peek", help="show a job as JSON (exit 1 when not found)")
@@ -169,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="as a JSON object")
     stats.set_defaults(run=cmd_stats)
 
+    from pulpo_core.schedules.commands import add_commands
+
+    add_commands(commands, make_app, EXIT_OK)
     commands.add_parser("plugins", help="installed plugins, versions and hooks").set_defaults(
         run=cmd_plugins
     )
@@ -210,7 +222,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # import them from the folder the worker runs in, as `python -m pulpo_core` would.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
-    return run_worker_command(args, make_app)
+    if not args.with_scheduler:
+        return run_worker_command(args, make_app)
+    from pulpo_core.schedules.commands import run_worker_with_scheduler
+
+    app = make_app(args)
+    try:
+        run_worker_with_scheduler(app)
+    finally:
+        app.close()
+    return EXIT_OK
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -233,6 +254,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 delay=args.delay,
                 expiration=args.expiration,
                 ttr=args.ttr,
+                unique_key=args.unique_key,
+                unique_for=args.unique_for,
             )
             print(app.publish(message).id, flush=True)
     finally:
@@ -296,13 +319,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for info, hooks in manager.plugin_infos():
         rows.append((info.name, info.distribution, info.version, ", ".join(hooks)))
     # Handler packages plug in through entry points alone, without hooks: list them too.
-    from pulpo_core.defaults.entry_point_handlers import handler_entry_points
+    from pulpo_core.plugins import HANDLERS_GROUP, SCHEDULES_GROUP, distribution_entry_points
 
-    handler_dists: dict[tuple[str, str], list[str]] = {}
-    for ep, dist, version in handler_entry_points():
-        handler_dists.setdefault((dist, version), []).append(ep.name)
-    for (dist, version), names in sorted(handler_dists.items()):
-        rows.append(("(handlers)", dist, version, "pulpo.handlers: " + ", ".join(names)))
+    for group, label in ((HANDLERS_GROUP, "(handlers)"), (SCHEDULES_GROUP, "(schedules)")):
+        dists: dict[tuple[str, str], list[str]] = {}
+        for ep, dist, version in distribution_entry_points(group):
+            dists.setdefault((dist, version), []).append(ep.name)
+        for (dist, version), names in sorted(dists.items()):
+            rows.append((label, dist, version, f"{group}: " + ", ".join(names)))
     _table(rows)
     for failure in failures:
         print(f"pulpo: error: {failure}", file=sys.stderr)

@@ -316,12 +316,20 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def check_section(name: str, section: Mapping[str, Any], keys: type | Iterable[str]) -> None:
-    """Refuse keys a section does not declare, and values of the wrong type (attrs classes)."""
+def check_section(name: str, section: Mapping[str, Any], keys: Any) -> None:
+    """Refuse keys a section does not declare, and values of the wrong type (attrs classes).
+
+    ``keys`` is an attrs class, an iterable of key names, or a checker function
+    ``check(name, section)`` that raises ``ConfigError`` (a table of tables, such as
+    ``schedules``, whose keys are the user's own names).
+    """
     if isinstance(keys, type) and attrs.has(keys):
         load_section(name, section, keys)
         return
-    known = set(keys)  # type: ignore[arg-type]
+    if callable(keys) and not isinstance(keys, type):
+        keys(name, section)
+        return
+    known = set(keys)
     for key in section:
         if key not in known:
             raise ConfigError(

@@ -29,6 +29,12 @@ MAX_TTR = 2**32 - 1
 BURIED_REASON = "buried_reason"
 #: Header keys with a meaning of their own; every other header key is kept as it is.
 HEADER_KEYS = ("request_type", "priority", "delay", "expiration", "ttr", "attempts")
+#: The header key of a unique job's key (see :attr:`Message.unique_key`).
+UNIQUE_KEY = "unique_key"
+#: The header key of how long, in seconds, a unique key stays held (:attr:`Message.unique_for`).
+UNIQUE_FOR = "unique_for"
+#: The longest unique key, in characters.
+MAX_UNIQUE_KEY_LENGTH = 250
 
 AttemptsSource = int | Callable[[], int]
 _HEADER_KEY_SET = frozenset(HEADER_KEYS)
@@ -63,6 +69,27 @@ def check_ttr(value: Any) -> int | None:
     if not 0 < value <= MAX_TTR:
         raise ValueError(f"ttr must be {TTR_RANGE}, not {value!r}")
     return math.ceil(value)
+
+
+def check_unique(key: Any, hold: Any) -> None:
+    """Raise `ValueError` naming a bad unique key (a non-empty string of at most
+    :data:`MAX_UNIQUE_KEY_LENGTH` characters) or ``unique_for`` (seconds above 0)."""
+    if key is None and hold is not None:
+        raise ValueError("unique_for needs a unique_key")
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"unique_key must be a non-empty string, not {key!r}")
+    if len(key) > MAX_UNIQUE_KEY_LENGTH:
+        raise ValueError(
+            f"unique_key {key[:40]!r}... is {len(key)} characters long, "
+            f"more than the {MAX_UNIQUE_KEY_LENGTH} allowed"
+        )
+    if hold is not None and (
+        isinstance(hold, bool)
+        or not isinstance(hold, int | float)
+        or not math.isfinite(hold)
+        or hold <= 0
+    ):
+        raise ValueError(f"unique_for must be a number of seconds above 0, not {hold!r}")
 
 
 def _check_attempts(value: Any) -> AttemptsSource:
@@ -106,6 +133,8 @@ class Message:
         *,
         attempts: AttemptsSource | None = None,
         extra_header: Mapping[str, Any] | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
     ) -> None:
         # Written for speed (every publish builds one, every dequeue reads one): the checks
         # below are those of the fields, skipped only for values that need none.
@@ -140,6 +169,12 @@ class Message:
                 extras.update(extra_header)
         else:
             extras = dict(extra_header) if extra_header else {}
+        if unique_key is not None:
+            extras[UNIQUE_KEY] = unique_key
+        if unique_for is not None:
+            extras[UNIQUE_FOR] = unique_for
+        if UNIQUE_KEY in extras or UNIQUE_FOR in extras:
+            check_unique(extras.get(UNIQUE_KEY), extras.get(UNIQUE_FOR))
         if body is None:
             body = {}
         elif type(body) is dict or isinstance(body, Mapping):
@@ -207,6 +242,17 @@ class Message:
         _set(copy, "_attempts", self._attempts)
         _set(copy, "extra_header", self.extra_header)
         return copy
+
+    @property
+    def unique_key(self) -> str | None:
+        """While a job with this key is queued, delayed or running (or for ``unique_for``
+        seconds), publishing another with it returns the first one (header ``unique_key``)."""
+        return self.extra_header.get(UNIQUE_KEY)
+
+    @property
+    def unique_for(self) -> float | None:
+        """Seconds from publishing that the unique key stays held even once the job is done."""
+        return self.extra_header.get(UNIQUE_FOR)
 
     @property
     def payload(self) -> Any:
