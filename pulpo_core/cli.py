@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pulpo_core.pool.flags import processes_flag, threads_flag
+from pulpo_core.pool.flags import add_pool_flags
 
 if TYPE_CHECKING:
     from pulpo_core.app import Pulpo
@@ -111,24 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     worker = commands.add_parser("worker", help="process jobs until shut down")
-    worker.add_argument(
-        "--processes",
-        type=processes_flag,
-        metavar="N|auto",
-        help="worker processes under a supervisor (auto: one per CPU; default [worker] processes)",
-    )
-    worker.add_argument(
-        "--threads",
-        type=threads_flag,
-        metavar="N",
-        help="jobs each process runs at once (default [worker] threads)",
-    )
-    worker.add_argument(
-        "--time-limit",
-        type=_seconds,
-        metavar="SECONDS",
-        help="stop and fail a job running longer (0: no limit; default [worker] time_limit)",
-    )
+    add_pool_flags(worker, _seconds)
     worker.add_argument(
         "--with-scheduler", action="store_true", help="publish the schedules' ticks too"
     )

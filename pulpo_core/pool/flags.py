@@ -4,6 +4,7 @@ anything starts (argparse turns the error into one sentence and exit 2)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from pulpo_core.pool.settings import MAX_PROCESSES, MAX_THREADS, cpu_count
 
@@ -35,3 +36,25 @@ def processes_flag(text: str) -> int:
 
 def threads_flag(text: str) -> int:
     return _bounded(text, MAX_THREADS, "threads")
+
+
+def add_pool_flags(worker: argparse.ArgumentParser, seconds: Callable[[str], float]) -> None:
+    """``--processes``, ``--threads`` and ``--time-limit`` of ``pulpo worker``."""
+    worker.add_argument(
+        "--processes",
+        type=processes_flag,
+        metavar="N|auto",
+        help="worker processes under a supervisor (auto: one per CPU; default [worker] processes)",
+    )
+    worker.add_argument(
+        "--threads",
+        type=threads_flag,
+        metavar="N",
+        help="jobs each process runs at once (default [worker] threads)",
+    )
+    worker.add_argument(
+        "--time-limit",
+        type=seconds,
+        metavar="SECONDS",
+        help="stop and fail a job running longer (0: no limit; default [worker] time_limit)",
+    )
