@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from pulpo_core.pool.settings import MAX_PROCESSES, MAX_THREADS, cpu_count
-
 
 def _whole(text: str) -> int:
     try:
@@ -24,6 +22,8 @@ def _bounded(text: str, high: int, what: str) -> int:
 
 
 def processes_flag(text: str) -> int:
+    from pulpo_core.pool.settings import MAX_PROCESSES, cpu_count  # (cheap `pulpo --help`)
+
     if text == "auto":
         return min(cpu_count(), MAX_PROCESSES)
     try:
@@ -35,6 +35,8 @@ def processes_flag(text: str) -> int:
 
 
 def threads_flag(text: str) -> int:
+    from pulpo_core.pool.settings import MAX_THREADS
+
     return _bounded(text, MAX_THREADS, "threads")
 
 
