@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from pulpo_core import cli_types as arg
 from pulpo_core.pool.flags import add_pool_flags
 
 if TYPE_CHECKING:
@@ -31,71 +31,18 @@ class UsageError(Exception):
     """Bad flags or arguments (exit 2)."""
 
 
+class _ShowVersions(Exception):
+    """``--version`` was given: print the versions instead of running a command."""
+
+
+class _VersionAction(argparse.Action):
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise _ShowVersions
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
-
-
-# -- argument types: each names the bad value ---------------------------------------------
-
-
-def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def _count(text: str) -> int:
-    value = _whole(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds of at least 0")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return value
-
-
-def _expiration(text: str) -> Any:
-    try:
-        return _seconds(text)
-    except argparse.ArgumentTypeError:
-        pass
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither a number of seconds nor an ISO-8601 date and time"
-        ) from None
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
-    return value
-
-
-# -- the parser ---------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,10 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="debug logging and tracebacks on errors"
     )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="print the versions of pulpo-core, every installed plugin and Python, and exit",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     worker = commands.add_parser("worker", help="process jobs until shut down")
-    add_pool_flags(worker, _seconds)
+    add_pool_flags(worker, arg.seconds)
     worker.add_argument(
         "--with-scheduler", action="store_true", help="publish the schedules' ticks too"
     )
@@ -121,27 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--request-type", required=True, metavar="T", help="the job type")
     publish.add_argument("--payload", metavar="P", help="body['payload'], a string")
     publish.add_argument(
-        "--body", type=_json_object, metavar="JSON", help="the body, a JSON object"
+        "--body", type=arg.json_object, metavar="JSON", help="the body, a JSON object"
     )
     publish.add_argument(
-        "--priority", type=_whole, metavar="N", help="0 most urgent .. 4294967295 least (clamped)"
+        "--priority", type=arg.whole, metavar="N",
+        help="0 most urgent .. 4294967295 least (clamped)",
     )
-    publish.add_argument("--delay", type=_seconds, metavar="SECONDS", help="run no sooner")
+    publish.add_argument("--delay", type=arg.seconds, metavar="SECONDS", help="run no sooner")
     publish.add_argument(
         "--expiration",
-        type=_expiration,
+        type=arg.expiration,
         metavar="SECONDS|ISO-8601",
         help="never run after this (seconds from now, or a date and time)",
     )
     publish.add_argument(
-        "--ttr", type=_positive_seconds, metavar="SECONDS", help="lease of a reserved job"
+        "--ttr", type=arg.ttr, metavar="SECONDS", help="lease of a reserved job"
     )
-    publish.add_argument("--count", type=_count, default=1, metavar="N", help="publish N such jobs")
+    publish.add_argument("--count", type=arg.count, default=1, metavar="N",
+                         help="publish N such jobs")
     publish.add_argument(
         "--unique-key", metavar="K", help="publish only if no live job holds this key"
     )
     publish.add_argument(
-        "--unique-for", type=_positive_seconds, metavar="SECONDS", help="hold the key this long"
+        "--unique-for", type=arg.positive_seconds, metavar="SECONDS", help="hold the key this long"
     )
     publish.set_defaults(run=cmd_publish)
 
@@ -154,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     delete.set_defaults(run=cmd_delete)
 
     kick = commands.add_parser("kick", help="move buried jobs back to ready; prints how many")
-    kick.add_argument("bound", nargs="?", type=_count, metavar="N", help="at most N (default: all)")
+    kick.add_argument("bound", nargs="?", type=arg.count, metavar="N",
+                      help="at most N (default: all)")
     kick.set_defaults(run=cmd_kick)
 
     stats = commands.add_parser("stats", help="job counts by state")
@@ -316,6 +272,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return EXIT_RUNTIME if failures else EXIT_OK
 
 
+def show_versions() -> int:
+    """``pulpo --version``: exit 0 even when a plugin fails to load (it is named on stderr)."""
+    from pulpo_core.versions import version_report
+
+    lines, errors = version_report()
+    for line in lines:
+        print(line)
+    for error in errors:
+        print(f"pulpo: error: {error}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_handlers(args: argparse.Namespace) -> int:
     app = make_app(args)
     rows = [("REQUEST TYPE", "HANDLER", "ORIGIN")]
@@ -354,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
     try:
         args = parser.parse_args(argv)
+    except _ShowVersions:
+        return show_versions()
     except UsageError as error:
         print(f"{error}", file=sys.stderr)
         return EXIT_USAGE

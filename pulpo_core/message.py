@@ -100,6 +100,18 @@ def _check_attempts(value: Any) -> AttemptsSource:
     return value
 
 
+def load_json(text: str | bytes) -> Any:
+    """The document in ``text``; ``ValueError`` saying why when it is not JSON — also for a
+    document nested deeper than the parser can follow (say, 20,000 ``[``), which would
+    otherwise raise ``RecursionError``. Every decoder of untrusted JSON goes through here."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("it is nested too deeply to be read") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"it is not UTF-8 text ({error.reason} at byte {error.start})") from None
+
+
 @attrs.define(frozen=True, init=False)
 class Message:
     """A job request.
@@ -289,8 +301,8 @@ class Message:
     def from_json(cls, text: str | bytes) -> Message:
         """Read a message written by `to_json`; raises `ValueError` when it is not one."""
         try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as error:
+            data = load_json(text)
+        except ValueError as error:
             raise ValueError(f"not JSON: {error}") from None
         return cls.from_dict(data)
 
