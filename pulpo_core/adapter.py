@@ -3,7 +3,8 @@
 :class:`QueueAdapter` is what every adapter must do. An adapter that can do more says so by
 implementing one of the capability protocols below (checked with ``isinstance``, never by
 probing for a method's name): :class:`LeaseKeeping`, :class:`Releasing`,
-:class:`BatchPublishing`, :class:`Flushing`, :class:`JobListing`, :class:`UniquePublishing`.
+:class:`BatchPublishing`, :class:`Flushing`, :class:`JobListing`, :class:`UniquePublishing`,
+:class:`UniqueLookup`.
 """
 
 from __future__ import annotations
@@ -142,8 +143,22 @@ class UniquePublishing(Protocol):
     """Adapters that refuse a second job with the same ``unique_key`` by themselves."""
 
     def enqueue_unique(self, message: Message) -> tuple[Message, bool]:
-        """Queue the message unless a live job (queued, delayed, running or buried, or held
-        for ``unique_for`` seconds) holds its ``unique_key``; return ``(job, created)``: the
-        new job and ``True``, or the job that holds the key and ``False``. Atomic against
-        other publishers of the same key, in this process or any other."""
+        """Queue the message unless a live job holds its ``unique_key``; return ``(job,
+        created)``: the new job and ``True``, or the job that holds the key and ``False``.
+
+        A key is held by the job published with it while that job is queued, delayed or
+        running (reserved), and, when the message has ``unique_for``, for that many seconds
+        after it was published, whatever became of the job. A job that was committed, deleted
+        or buried (once ``unique_for`` has passed) no longer holds its key. Atomic against other
+        publishers of the same key, in this process or any other.
+        """
+        ...
+
+
+@runtime_checkable
+class UniqueLookup(Protocol):
+    """Adapters that can say which job holds a unique key (``pulpo schedules`` shows it)."""
+
+    def unique_holder(self, key: str) -> str | None:
+        """The id of the job that holds ``key`` now, or ``None``."""
         ...

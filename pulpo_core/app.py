@@ -10,14 +10,16 @@ from typing import Any
 
 import attrs
 
-from pulpo_core.adapter import BatchPublishing, QueueAdapter
-from pulpo_core.config import Config, check_section, load_config
-from pulpo_core.errors import ConfigError
+from pulpo_core.adapter import BatchPublishing, QueueAdapter, UniquePublishing
+from pulpo_core.config import Config, check_section, check_ttr_key, load_config
+from pulpo_core.errors import AdapterError, ConfigError
 from pulpo_core.handlers import HandlerRegistry
 from pulpo_core.lease import LeaseKeeper
 from pulpo_core.logformat import JOB_FIELDS, job_fields
 from pulpo_core.message import DEFAULT_PRIORITY, Message
 from pulpo_core.plugins import PulpoPluginManager, build_plugin_manager
+from pulpo_core.pool.limits import limit_for, run_limited
+from pulpo_core.pool.settings import WorkerSettings, worker_settings
 from pulpo_core.registry import (
     AdapterEntry,
     collect_adapters,
@@ -59,10 +61,13 @@ class Pulpo:
             self.adapters, self.config.queue_adapter_type, hints
         )
         self._check_sections()
+        #: The checked ``[worker]`` section: the pool's shape and limits.
+        self.worker_settings: WorkerSettings = worker_settings(self.config)
         self._apply_deprecated_ttr()
         self.handlers = HandlerRegistry()
         self._collect_handlers()
         self._queue_adapter: QueueAdapter | None = None
+        self._slot = threading.local()
         self._adapter_lock = threading.Lock()
         self._stopping = threading.Event()
         self._leases = LeaseKeeper()
@@ -108,7 +113,7 @@ class Pulpo:
         log.warning(
             "configuration key '%s.ttr' is deprecated: set the top-level 'ttr' instead", section
         )
-        self.config = attrs.evolve(self.config, ttr=ttr)  # (checked with its section)
+        self.config = attrs.evolve(self.config, ttr=check_ttr_key(f"{section}.ttr", ttr))
 
     def _collect_handlers(self) -> None:
         def register(request_type: str, handler: object) -> None:
@@ -123,7 +128,11 @@ class Pulpo:
 
     @property
     def queue_adapter(self) -> QueueAdapter:
-        """The adapter in use, created on first use from its config section."""
+        """The adapter in use, created on first use from its config section (a pool slot's
+        thread has an adapter of its own: see :meth:`new_adapter`)."""
+        own: QueueAdapter | None = getattr(self._slot, "adapter", None)
+        if own is not None:
+            return own
         if self._queue_adapter is None:
             with self._adapter_lock:
                 if self._queue_adapter is None:
@@ -131,13 +140,57 @@ class Pulpo:
                     self._queue_adapter = create_adapter(entry, self.config.section(entry.section))
         return self._queue_adapter
 
+    def new_adapter(self) -> QueueAdapter:
+        """A new adapter from the factory; the calling thread uses it from now on (a pool slot:
+        clients such as greenstalk are not thread-safe). Close it with :meth:`drop_adapter`.
+        An adapter class that sets ``thread_safe = True`` is shared by every slot instead."""
+        if getattr(self.queue_adapter, "thread_safe", False) is True:
+            return self.queue_adapter
+        entry = self._adapter_entry
+        adapter = create_adapter(entry, self.config.section(entry.section))
+        self._slot.adapter = adapter
+        return adapter
+
+    def drop_adapter(self) -> None:
+        """Close the calling thread's own adapter; it uses the shared one again."""
+        adapter: QueueAdapter | None = getattr(self._slot, "adapter", None)
+        self._slot.adapter = None
+        if adapter is not None and adapter is not self._queue_adapter:
+            adapter.close()
+
     def publish(self, message: Message) -> Message:
         """Queue a job; return it with its ``id`` set by the adapter.
 
         :raises ValueError: naming the field when the message cannot be queued (empty
             request type, a body that is not JSON, a delay after the expiration, ...).
         """
-        return self.queue_adapter.enqueue(self._prepare(message))
+        message = self._prepare(message)
+        if message.unique_key is not None:
+            return self._enqueue_unique(message)[0]
+        return self.queue_adapter.enqueue(message)
+
+    def publish_unique(self, message: Message) -> tuple[Message, bool]:
+        """Queue a job with a ``unique_key`` unless a live job holds that key.
+
+        :return: ``(job, created)``: the new job and ``True``, or the job that holds the key
+            and ``False`` (nothing was queued).
+        :raises ValueError: when the message has no ``unique_key`` or cannot be queued.
+        :raises AdapterError: when the adapter cannot publish unique jobs.
+        """
+        message = self._prepare(message)
+        if message.unique_key is None:
+            raise ValueError("publish_unique needs a message with a unique_key")
+        return self._enqueue_unique(message)
+
+    def _enqueue_unique(self, message: Message) -> tuple[Message, bool]:
+        adapter = self.queue_adapter
+        if not isinstance(adapter, UniquePublishing):
+            # Never a silent duplicate: without the capability the job is refused.
+            raise AdapterError(
+                f"the {self.config.queue_adapter_type} adapter cannot publish unique jobs, "
+                f"so the job with unique_key {message.unique_key!r} was not queued"
+            )
+        return adapter.enqueue_unique(message)
 
     def publish_many(self, messages: Iterable[Message]) -> list[Message]:
         """Queue several jobs; return them with their ids, in order.
@@ -158,6 +211,11 @@ class Pulpo:
             except ValueError as error:
                 raise ValueError(f"message {number}: {error}") from None
         adapter = self.queue_adapter
+        if any(message.unique_key is not None for message in prepared):
+            return [
+                adapter.enqueue(m) if m.unique_key is None else self._enqueue_unique(m)[0]
+                for m in prepared
+            ]
         if isinstance(adapter, BatchPublishing):
             return list(adapter.enqueue_many(prepared))
         return [adapter.enqueue(message) for message in prepared]
@@ -250,8 +308,11 @@ class Pulpo:
         if handler is None:
             return Result.fatal(f"no handler for request type {message.request_type!r}")
         ttr = message.ttr or self.config.ttr
+        limit = limit_for(self.worker_settings, message.request_type, handler.target)
         with self._leases.keep(self.queue_adapter, message, ttr):
-            return handler(message)
+            if limit > 0 and not handler.is_async:
+                return run_limited(handler, message, limit)  # type: ignore[no-any-return]
+            return handler(message, limit)
 
     def _publish_follow_ups(self, result: Result) -> Result:
         try:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from pulpo_core import cli_types as arg
+from pulpo_core.pool.flags import add_pool_flags
 
 if TYPE_CHECKING:
     from pulpo_core.app import Pulpo
@@ -29,71 +31,18 @@ class UsageError(Exception):
     """Bad flags or arguments (exit 2)."""
 
 
+class _ShowVersions(Exception):
+    """``--version`` was given: print the versions instead of running a command."""
+
+
+class _VersionAction(argparse.Action):
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise _ShowVersions
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
-
-
-# -- argument types: each names the bad value ---------------------------------------------
-
-
-def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def _count(text: str) -> int:
-    value = _whole(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds of at least 0")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return value
-
-
-def _expiration(text: str) -> Any:
-    try:
-        return _seconds(text)
-    except argparse.ArgumentTypeError:
-        pass
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither a number of seconds nor an ISO-8601 date and time"
-        ) from None
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
-    return value
-
-
-# -- the parser ---------------------------------------------------------------------------
 
 
 def build_parser(with_plugins: bool = False) -> argparse.ArgumentParser:
@@ -108,31 +57,49 @@ def build_parser(with_plugins: bool = False) -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="debug logging and tracebacks on errors"
     )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="print the versions of pulpo-core, every installed plugin and Python, and exit",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     worker = commands.add_parser("worker", help="process jobs until shut down")
+    add_pool_flags(worker, arg.seconds)
+    worker.add_argument(
+        "--with-scheduler", action="store_true", help="publish the schedules' ticks too"
+    )
     worker.set_defaults(run=cmd_worker)
 
     publish = commands.add_parser("publish", help="queue a job; prints each new id")
     publish.add_argument("--request-type", required=True, metavar="T", help="the job type")
     publish.add_argument("--payload", metavar="P", help="body['payload'], a string")
     publish.add_argument(
-        "--body", type=_json_object, metavar="JSON", help="the body, a JSON object"
+        "--body", type=arg.json_object, metavar="JSON", help="the body, a JSON object"
     )
     publish.add_argument(
-        "--priority", type=_whole, metavar="N", help="0 most urgent .. 4294967295 least (clamped)"
+        "--priority", type=arg.whole, metavar="N",
+        help="0 most urgent .. 4294967295 least (clamped)",
     )
-    publish.add_argument("--delay", type=_seconds, metavar="SECONDS", help="run no sooner")
+    publish.add_argument("--delay", type=arg.seconds, metavar="SECONDS", help="run no sooner")
     publish.add_argument(
         "--expiration",
-        type=_expiration,
+        type=arg.expiration,
         metavar="SECONDS|ISO-8601",
         help="never run after this (seconds from now, or a date and time)",
     )
     publish.add_argument(
-        "--ttr", type=_positive_seconds, metavar="SECONDS", help="lease of a reserved job"
+        "--ttr", type=arg.ttr, metavar="SECONDS", help="lease of a reserved job"
     )
-    publish.add_argument("--count", type=_count, default=1, metavar="N", help="publish N such jobs")
+    publish.add_argument("--count", type=arg.count, default=1, metavar="N",
+                         help="publish N such jobs")
+    publish.add_argument(
+        "--unique-key", metavar="K", help="publish only if no live job holds this key"
+    )
+    publish.add_argument(
+        "--unique-for", type=arg.positive_seconds, metavar="SECONDS", help="hold the key this long"
+    )
     publish.set_defaults(run=cmd_publish)
 
     peek = commands.add_parser("peek", help="show a job as JSON (exit 1 when not found)")
@@ -144,7 +111,8 @@ def build_parser(with_plugins: bool = False) -> argparse.ArgumentParser:
     delete.set_defaults(run=cmd_delete)
 
     kick = commands.add_parser("kick", help="move buried jobs back to ready; prints how many")
-    kick.add_argument("bound", nargs="?", type=_count, metavar="N", help="at most N (default: all)")
+    kick.add_argument("bound", nargs="?", type=arg.count, metavar="N",
+                      help="at most N (default: all)")
     kick.set_defaults(run=cmd_kick)
 
     stats = commands.add_parser("stats", help="job counts by state")
@@ -155,6 +123,9 @@ def build_parser(with_plugins: bool = False) -> argparse.ArgumentParser:
     top.add_argument("--once", action="store_true", help="print one `state count` line per state")
     top.set_defaults(run=cmd_top)
 
+    from pulpo_core.schedules.commands import add_commands
+
+    add_commands(commands, make_app, EXIT_OK)
     commands.add_parser("plugins", help="installed plugins, versions and hooks").set_defaults(
         run=cmd_plugins
     )
@@ -183,25 +154,36 @@ def load_settings(config_file: str | None) -> dict[str, Any] | None:
     return {}
 
 
-def make_app(args: argparse.Namespace) -> Pulpo:
+def make_app(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Pulpo:
     from pulpo_core.app import Pulpo
     from pulpo_core.cli_plugins import with_worker_options
 
-    return Pulpo(with_worker_options(args, load_settings(args.config)))
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    # Handlers named in the config table ("tasks:send_email") are the project's own modules:
-    # import them from the folder the worker runs in, as `python -m pulpo_core` would.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    app = make_app(args)
+    settings = with_worker_options(args, load_settings(args.config)) or {}
+    for section, values in (overrides or {}).items():
+        given = settings.get(section)
+        settings[section] = {**(given if isinstance(given, dict) else {}), **values}
+    app = Pulpo(settings)
     if app.config.log_format != "text":
         from pulpo_core.logformat import use_log_format
 
         use_log_format(app.config.log_format)
+    return app
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from pulpo_core.pool.command import run_worker_command
+
+    # Handlers named in the config table ("tasks:send_email") are the project's own modules:
+    # import them from the folder the worker runs in, as `python -m pulpo_core` would.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if not args.with_scheduler:
+        return run_worker_command(args, make_app)
+    from pulpo_core.schedules.commands import run_worker_with_scheduler
+
+    app = make_app(args)
     try:
-        app.start()
+        run_worker_with_scheduler(app)
     finally:
         app.close()
     return EXIT_OK
@@ -227,6 +209,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 delay=args.delay,
                 expiration=args.expiration,
                 ttr=args.ttr,
+                unique_key=args.unique_key,
+                unique_for=args.unique_for,
             )
             print(app.publish(message).id, flush=True)
     finally:
@@ -301,17 +285,30 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for info, hooks in manager.plugin_infos():
         rows.append((info.name, info.distribution, info.version, ", ".join(hooks)))
     # Handler packages plug in through entry points alone, without hooks: list them too.
-    from pulpo_core.defaults.entry_point_handlers import handler_entry_points
+    from pulpo_core.plugins import HANDLERS_GROUP, SCHEDULES_GROUP, distribution_entry_points
 
-    handler_dists: dict[tuple[str, str], list[str]] = {}
-    for ep, dist, version in handler_entry_points():
-        handler_dists.setdefault((dist, version), []).append(ep.name)
-    for (dist, version), names in sorted(handler_dists.items()):
-        rows.append(("(handlers)", dist, version, "pulpo.handlers: " + ", ".join(names)))
+    for group, label in ((HANDLERS_GROUP, "(handlers)"), (SCHEDULES_GROUP, "(schedules)")):
+        dists: dict[tuple[str, str], list[str]] = {}
+        for ep, dist, version in distribution_entry_points(group):
+            dists.setdefault((dist, version), []).append(ep.name)
+        for (dist, version), names in sorted(dists.items()):
+            rows.append((label, dist, version, f"{group}: " + ", ".join(names)))
     _table(rows)
     for failure in failures:
         print(f"pulpo: error: {failure}", file=sys.stderr)
     return EXIT_RUNTIME if failures else EXIT_OK
+
+
+def show_versions() -> int:
+    """``pulpo --version``: exit 0 even when a plugin fails to load (it is named on stderr)."""
+    from pulpo_core.versions import version_report
+
+    lines, errors = version_report()
+    for line in lines:
+        print(line)
+    for error in errors:
+        print(f"pulpo: error: {error}", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_handlers(args: argparse.Namespace) -> int:
@@ -354,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
     try:
         args = parser.parse_args(argv)
+    except _ShowVersions:
+        return show_versions()
     except UsageError as error:
         print(f"{error}", file=sys.stderr)
         return EXIT_USAGE

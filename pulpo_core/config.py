@@ -7,7 +7,6 @@ key, before any work starts.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -22,7 +21,7 @@ import cattrs
 from pulpo_core.converter import describe_error
 from pulpo_core.errors import ConfigError
 from pulpo_core.logformat import LOG_FORMATS
-from pulpo_core.message import DEFAULT_TTR
+from pulpo_core.message import DEFAULT_TTR, TTR_RANGE, check_ttr, load_json
 
 T = TypeVar("T")
 ENV_VAR = "PULPO_CONFIG"
@@ -97,9 +96,14 @@ class InvalidValue(ValueError):
 Validator = Any  # an attrs validator: (instance, attribute, value) -> None
 
 
+def _number(value: float) -> str:
+    """A bound as a sentence shows it: whole numbers in full (4294967295), others short."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def at_least(minimum: float, unit: str | None = None, why: str | None = None) -> Validator:
     """A validator: the value is ``minimum`` or more (``unit``, e.g. ``"second"``, is named)."""
-    expects = f"at least {minimum:g}" + (f" {unit}" if unit else "")
+    expects = f"at least {_number(minimum)}" + (f" {unit}" if unit else "")
 
     def check(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
         if value < minimum:
@@ -110,7 +114,7 @@ def at_least(minimum: float, unit: str | None = None, why: str | None = None) ->
 
 def more_than(minimum: float, unit: str | None = None) -> Validator:
     """A validator: the value is above ``minimum`` (``more_than(0, "seconds")``)."""
-    expects = f"more than {minimum:g}" + (f" {unit}" if unit else "")
+    expects = f"more than {_number(minimum)}" + (f" {unit}" if unit else "")
 
     def check(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
         if value <= minimum:
@@ -121,7 +125,7 @@ def more_than(minimum: float, unit: str | None = None) -> Validator:
 
 def between(low: float, high: float, unit: str | None = None) -> Validator:
     """A validator: ``low <= value <= high``."""
-    expects = f"{low:g} to {high:g}" + (f" {unit}" if unit else "")
+    expects = f"{_number(low)} to {_number(high)}" + (f" {unit}" if unit else "")
 
     def check(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
         if not low <= value <= high:
@@ -277,8 +281,7 @@ def load_config(
         plugin_settings.update(attrs.asdict(_structure("", given, cls), recurse=False))
     if config.max_number_of_attempts == 0:
         raise ConfigError("configuration key 'max_number_of_attempts' must be at least 1, not 0")
-    if config.ttr == 0:
-        raise ConfigError("configuration key 'ttr' must be at least 1 second, not 0")
+    check_ttr_key("ttr", config.ttr)
     if config.log_format not in LOG_FORMATS:
         raise ConfigError(
             f"configuration key 'log_format' must be one of {', '.join(LOG_FORMATS)}, "
@@ -290,6 +293,17 @@ def load_config(
         given=frozenset(values) | frozenset(k for v in plugin_values.values() for k in v),
         plugin_settings=plugin_settings,
     )
+
+
+def check_ttr_key(key: str, value: Any) -> int:
+    """A configured ttr, with the one bound every ttr has; ``ConfigError`` naming ``key``."""
+    try:
+        checked = check_ttr(value)
+    except ValueError:
+        raise ConfigError(f"configuration key {key!r} must be {TTR_RANGE}, not {value!r}") from None
+    if checked is None:
+        raise ConfigError(f"configuration key {key!r} must be {TTR_RANGE}, not None")
+    return checked
 
 
 def _unknown_key(key: str, known: Iterable[str], hints: Mapping[str, str] | None) -> str:
@@ -315,7 +329,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         reason = getattr(error, "strerror", None) or str(error)
         raise ConfigError(f"configuration file {str(file)!r} cannot be read: {reason}") from None
     try:
-        data = json.loads(text) if file.suffix.lower() == ".json" else tomllib.loads(text)
+        data = load_json(text) if file.suffix.lower() == ".json" else tomllib.loads(text)
     except ValueError as error:
         raise ConfigError(f"configuration file {str(file)!r} is not valid: {error}") from None
     if not isinstance(data, dict):
@@ -323,12 +337,20 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def check_section(name: str, section: Mapping[str, Any], keys: type | Iterable[str]) -> None:
-    """Refuse keys a section does not declare, and values of the wrong type (attrs classes)."""
+def check_section(name: str, section: Mapping[str, Any], keys: Any) -> None:
+    """Refuse keys a section does not declare, and values of the wrong type (attrs classes).
+
+    ``keys`` is an attrs class, an iterable of key names, or a checker function
+    ``check(name, section)`` that raises ``ConfigError`` (a table of tables, such as
+    ``schedules``, whose keys are the user's own names).
+    """
     if isinstance(keys, type) and attrs.has(keys):
         load_section(name, section, keys)
         return
-    known = set(keys)  # type: ignore[arg-type]
+    if callable(keys) and not isinstance(keys, type):
+        keys(name, section)
+        return
+    known = set(keys)
     for key in section:
         if key not in known:
             raise ConfigError(

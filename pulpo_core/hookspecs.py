@@ -6,7 +6,7 @@ Each hook is documented in ``docs/hooks/``; a test fails when one is missing the
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
@@ -54,7 +54,9 @@ class RegisterHandler(Protocol):
 
 
 class RegisterConfigSection(Protocol):
-    def __call__(self, section: str, keys: type | Iterable[str]) -> None: ...
+    def __call__(
+        self, section: str, keys: type | Iterable[str] | Callable[[str, Mapping[str, Any]], None]
+    ) -> None: ...
 
 
 class RegisterKeys(Protocol):
@@ -126,7 +128,9 @@ def pulpo_register_config_sections(
     """Declare the config sections and top-level keys a plugin reads.
 
     :param register: ``register(section, keys)``: ``keys`` is an attrs class (its fields are the
-        keys, checked and typed) or an iterable of key names. A section nobody declares, or a
+        keys, checked and typed), an iterable of key names, or a checker function
+        ``check(section, mapping)`` that raises ``ConfigError`` (for a table of tables, such as
+        ``schedules``, whose keys are the user's names). A section nobody declares, or a
         key a section does not declare, is refused before any work starts.
     :param register_keys: ``register_keys(cls)``: top-level keys, the fields of the attrs class
         ``cls`` (with their defaults and validators). Their values are read as

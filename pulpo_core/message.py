@@ -29,6 +29,12 @@ MAX_TTR = 2**32 - 1
 BURIED_REASON = "buried_reason"
 #: Header keys with a meaning of their own; every other header key is kept as it is.
 HEADER_KEYS = ("request_type", "priority", "delay", "expiration", "ttr", "attempts")
+#: The header key of a unique job's key (see :attr:`Message.unique_key`).
+UNIQUE_KEY = "unique_key"
+#: The header key of how long, in seconds, a unique key stays held (:attr:`Message.unique_for`).
+UNIQUE_FOR = "unique_for"
+#: The longest unique key, in characters.
+MAX_UNIQUE_KEY_LENGTH = 250
 
 AttemptsSource = int | Callable[[], int]
 _HEADER_KEY_SET = frozenset(HEADER_KEYS)
@@ -65,12 +71,45 @@ def check_ttr(value: Any) -> int | None:
     return math.ceil(value)
 
 
+def check_unique(key: Any, hold: Any) -> None:
+    """Raise `ValueError` naming a bad unique key (a non-empty string of at most
+    :data:`MAX_UNIQUE_KEY_LENGTH` characters) or ``unique_for`` (seconds above 0)."""
+    if key is None and hold is not None:
+        raise ValueError("unique_for needs a unique_key")
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"unique_key must be a non-empty string, not {key!r}")
+    if len(key) > MAX_UNIQUE_KEY_LENGTH:
+        raise ValueError(
+            f"unique_key {key[:40]!r}... is {len(key)} characters long, "
+            f"more than the {MAX_UNIQUE_KEY_LENGTH} allowed"
+        )
+    if hold is not None and (
+        isinstance(hold, bool)
+        or not isinstance(hold, int | float)
+        or not math.isfinite(hold)
+        or hold <= 0
+    ):
+        raise ValueError(f"unique_for must be a number of seconds above 0, not {hold!r}")
+
+
 def _check_attempts(value: Any) -> AttemptsSource:
     if callable(value):
         return value  # type: ignore[no-any-return]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"attempts must be a whole number of at least 0, not {value!r}")
     return value
+
+
+def load_json(text: str | bytes) -> Any:
+    """The document in ``text``; ``ValueError`` saying why when it is not JSON — also for a
+    document nested deeper than the parser can follow (say, 20,000 ``[``), which would
+    otherwise raise ``RecursionError``. Every decoder of untrusted JSON goes through here."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("it is nested too deeply to be read") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"it is not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
 @attrs.define(frozen=True, init=False)
@@ -106,6 +145,8 @@ class Message:
         *,
         attempts: AttemptsSource | None = None,
         extra_header: Mapping[str, Any] | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
     ) -> None:
         # Written for speed (every publish builds one, every dequeue reads one): the checks
         # below are those of the fields, skipped only for values that need none.
@@ -140,6 +181,12 @@ class Message:
                 extras.update(extra_header)
         else:
             extras = dict(extra_header) if extra_header else {}
+        if unique_key is not None:
+            extras[UNIQUE_KEY] = unique_key
+        if unique_for is not None:
+            extras[UNIQUE_FOR] = unique_for
+        if UNIQUE_KEY in extras or UNIQUE_FOR in extras:
+            check_unique(extras.get(UNIQUE_KEY), extras.get(UNIQUE_FOR))
         if body is None:
             body = {}
         elif type(body) is dict or isinstance(body, Mapping):
@@ -209,6 +256,17 @@ class Message:
         return copy
 
     @property
+    def unique_key(self) -> str | None:
+        """While a job with this key is queued, delayed or running (or for ``unique_for``
+        seconds), publishing another with it returns the first one (header ``unique_key``)."""
+        return self.extra_header.get(UNIQUE_KEY)
+
+    @property
+    def unique_for(self) -> float | None:
+        """Seconds from publishing that the unique key stays held even once the job is done."""
+        return self.extra_header.get(UNIQUE_FOR)
+
+    @property
     def payload(self) -> Any:
         """`body["payload"]`, the single value of a simple job (None when absent)."""
         return self.body.get("payload")
@@ -243,8 +301,8 @@ class Message:
     def from_json(cls, text: str | bytes) -> Message:
         """Read a message written by `to_json`; raises `ValueError` when it is not one."""
         try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as error:
+            data = load_json(text)
+        except ValueError as error:
             raise ValueError(f"not JSON: {error}") from None
         return cls.from_dict(data)
 

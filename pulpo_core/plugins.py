@@ -18,6 +18,8 @@ from pulpo_core.markers import PROJECT_NAME
 PLUGINS_GROUP = "pulpo.plugins"
 #: Entry-point group of handlers: ``request_type = "package.module:object"``.
 HANDLERS_GROUP = "pulpo.handlers"
+#: Entry-point group of schedules: ``name = "package.module:TABLE"``, a ``[schedules.NAME]`` table.
+SCHEDULES_GROUP = "pulpo.schedules"
 #: Comma-separated plugin or distribution names to skip; ``*`` skips every installed plugin.
 DISABLE_ENV = "PULPO_DISABLE_PLUGINS"
 
@@ -26,6 +28,8 @@ DEFAULT_PLUGINS = (
     "pulpo_core.defaults.memory",
     "pulpo_core.defaults.policy",
     "pulpo_core.defaults.entry_point_handlers",
+    "pulpo_core.defaults.worker_section",
+    "pulpo_core.defaults.schedules",
 )
 
 
@@ -201,6 +205,19 @@ def disabled_plugins(environ: dict[str, str] | None = None) -> set[str]:
     """The names listed in ``PULPO_DISABLE_PLUGINS``."""
     value = (environ if environ is not None else os.environ).get(DISABLE_ENV, "")
     return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def distribution_entry_points(group: str) -> list[tuple[EntryPoint, str, str]]:
+    """Each entry point of ``group`` whose distribution is not disabled, by name, with the
+    distribution's name and version."""
+    skip = disabled_plugins()
+    found = []
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist is not None else "unknown"
+        if "*" in skip or dist in skip:
+            continue
+        found.append((ep, dist, ep.dist.version if ep.dist is not None else "unknown"))
+    return found
 
 
 def build_plugin_manager(

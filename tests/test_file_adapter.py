@@ -465,7 +465,7 @@ class TestAKillWhileAJobMovesLeavesOneCopy:
     def test_killed_right_after_writing_the_new_content(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settle: str
     ) -> None:
-        import pulpo_file.adapter as adapter_module
+        import pulpo_file.layout as adapter_module
 
         worker = adapter_on(tmp_path)
         sent = worker.enqueue(Message("t", payload="moved"))
@@ -956,7 +956,7 @@ class TestStats:
 def before_the_next_job_file(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
     """Run ``action`` once, when the next job file is about to be written (after a publish has
     flushed its record): what other processes do while the publisher stalls there."""
-    import pulpo_file.adapter as adapter_module
+    import pulpo_file.layout as adapter_module
 
     write = adapter_module.write_job_file
 
@@ -970,7 +970,7 @@ def before_the_next_job_file(monkeypatch: pytest.MonkeyPatch, action: Callable[[
 
 def reboot(monkeypatch: pytest.MonkeyPatch) -> None:
     """A reboot cannot happen in a test: the next adapter is told the boot changed."""
-    import pulpo_file.adapter as adapter_module
+    import pulpo_file.boot as adapter_module
 
     monkeypatch.setattr(adapter_module, "current_boot_id", lambda: "the-boot-after-the-cut")
     booted = time.time()

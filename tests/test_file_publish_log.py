@@ -178,7 +178,7 @@ class TestAKilledMaterializer:
     def test_the_job_is_taken_exactly_once(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
     ) -> None:
-        import pulpo_file.adapter as adapter_module
+        import pulpo_file.layout as adapter_module
 
         sent = on(tmp_path).enqueue(Message("t", payload="killed while made a file"))
         doomed = on(tmp_path)
@@ -220,7 +220,7 @@ class TestPowerCuts:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         queue = on(tmp_path)
-        queue._checkpoint = lambda: False  # type: ignore[method-assign]  # the cut came first
+        queue._logs.checkpoint = lambda: False  # type: ignore[method-assign]  # the cut came first
         kept = queue.enqueue(Message("t", payload="its file survived"))
         lost = queue.enqueue(Message("t", payload="its file was lost"))
         done = queue.enqueue(Message("t", payload="done before the cut", priority=0))
@@ -239,7 +239,7 @@ class TestPowerCuts:
         queue = on(tmp_path, publish_log_size=SMALL)
         for n in range(16):  # the whole log
             queue.enqueue(Message("t", payload=n))
-        queue._checkpoint = lambda: False  # type: ignore[method-assign]  # the cut came first
+        queue._logs.checkpoint = lambda: False  # type: ignore[method-assign]  # the cut came first
         assert queue.stats()["ready"] == 16  # files made, not yet flushed
         queue.close()
         for name in files_in(tmp_path / "ready"):  # the power cut took them
@@ -276,7 +276,7 @@ class TestWhenFilesCannotBeMade:
     def test_jobs_stay_in_the_log_and_are_queued_once_they_can_be(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
-        import pulpo_file.adapter as adapter_module
+        import pulpo_file.layout as adapter_module
 
         sent = on(tmp_path).enqueue(Message("t", payload="waits in the log"))
         write = adapter_module.write_job_file
@@ -310,7 +310,7 @@ class TestCheckpoints:
     def test_a_busy_worker_frees_the_slots_without_waiting_to_be_idle(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import pulpo_file.adapter as adapter_module
+        import pulpo_file.materialize as adapter_module
 
         monkeypatch.setattr(adapter_module, "LOG_SYNC_INTERVAL_S", 3600.0)  # no idle flush again
         publisher = on(tmp_path, publish_log_size=SMALL)
@@ -377,7 +377,7 @@ class TestForks:
         worker = on(tmp_path)
         assert drain(worker) == ["first"]  # the worker has the log open
         publisher.enqueue(Message("t", payload="second"))
-        with worker._log_files[0].materializing(wait=True):  # the parent is making files of it
+        with worker._logs.files[0].materializing(wait=True):  # the parent is making files of it
             child = os.fork()
             if child == 0:
                 os._exit(0 if worker.dequeue() is None else 1)  # the log is the parent's to do
@@ -436,7 +436,7 @@ class TestCornerCases:
         assert positions(tmp_path) == (12, 12)
         for n in range(12, 24):  # slots 0 to 7 are reused
             publisher.enqueue(Message("t", payload=n))
-        worker._checkpoint = lambda: False  # type: ignore[method-assign]  # the cut came first
+        worker._logs.checkpoint = lambda: False  # type: ignore[method-assign]  # the cut came first
         assert worker.stats()["ready"] == 12
         publisher.close()
         worker.close()
@@ -455,7 +455,7 @@ class TestCornerCases:
         for n in range(16):
             publisher.enqueue(Message("t", payload=n))
         worker = on(tmp_path, publish_log_size=SMALL)
-        worker._checkpoint = lambda: False  # type: ignore[method-assign]  # a worker that lags
+        worker._logs.checkpoint = lambda: False  # type: ignore[method-assign]  # a worker that lags
         assert drain(worker) == list(range(16))
         assert positions(tmp_path) == (16, 0)
         publisher.enqueue(Message("t", payload=16))

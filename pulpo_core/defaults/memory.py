@@ -46,6 +46,9 @@ class _Job:
 class MemoryQueueAdapter:
     """An in-process queue implementing the whole adapter protocol."""
 
+    #: Every pool slot of the process shares this one adapter (its state is the queue).
+    thread_safe = True
+
     def __init__(self, section: Mapping[str, Any] | None = None) -> None:
         load_section(SECTION, section or {}, MemorySettings)
         self._lock = threading.RLock()
@@ -54,6 +57,8 @@ class MemoryQueueAdapter:
         self._delayed: list[tuple[float, int, str, int]] = []
         self._leased: set[str] = set()
         self._buried: dict[str, None] = {}  # insertion-ordered, kicked oldest first
+        self._unique: dict[str, tuple[str, float]] = {}  # key -> (job id, held until)
+        self._unique_sweep_at = 1024
         self._ids = itertools.count(1)
         self._seq = itertools.count()
 
@@ -96,6 +101,37 @@ class MemoryQueueAdapter:
             self._jobs[job_id] = job
             self._schedule(job, message.delay.timestamp() if message.delay else self._now())
             return message
+
+    def enqueue_unique(self, message: Message) -> tuple[Message, bool]:
+        """Queue the message unless a live job holds its unique key (see the protocol)."""
+        key = message.unique_key
+        if key is None:
+            return self.enqueue(message), True
+        with self._lock:
+            holder = self.unique_holder(key)
+            if holder is not None:
+                job = self._jobs.get(holder)
+                return (message.with_id(holder) if job is None else job.message), False
+            if len(self._unique) >= self._unique_sweep_at:
+                for held in list(self._unique):
+                    self.unique_holder(held)  # drops the keys that hold nothing any more
+                self._unique_sweep_at = 2 * len(self._unique) + 1024
+            queued = self.enqueue(message)
+            self._unique[key] = (queued.id or "", self._now() + (message.unique_for or 0))
+            return queued, True
+
+    def unique_holder(self, key: str) -> str | None:
+        """The job that holds ``key``: live (not buried), or within its ``unique_for``."""
+        with self._lock:
+            held = self._unique.get(key)
+            if held is None:
+                return None
+            job_id, until = held
+            job = self._jobs.get(job_id)
+            if until > self._now() or (job is not None and job.state != "buried"):
+                return job_id
+            del self._unique[key]
+            return None
 
     def dequeue(self) -> Message | None:
         with self._lock:

@@ -7,12 +7,17 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from pulpo_core.message import DEFAULT_PRIORITY, PRIORITY_LOWEST, AttemptsSource, Message
+from pulpo_core.message import (
+    DEFAULT_PRIORITY,
+    DEFAULT_TTR,
+    PRIORITY_LOWEST,
+    AttemptsSource,
+    Message,
+    load_json,
+)
 
 #: beanstalkd takes delays and ttrs as unsigned 32-bit numbers of seconds.
 MAX_SECONDS = 2**32 - 1
-#: The ttr of a job published without one (the core always sets one; direct enqueue may not).
-DEFAULT_TTR = 60
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _dumps_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -57,7 +62,7 @@ def decode(data: bytes, job_id: int, encoding: str, attempts: AttemptsSource) ->
         raise ValueError(f"the body is not {encoding} text ({error.reason} at byte "
                          f"{error.start})") from None
     try:
-        document = json.loads(text)
+        document = load_json(text)
     except ValueError as error:
         raise ValueError(f"the body is not JSON ({error})") from None
     if (
@@ -89,6 +94,11 @@ def priority_of(message: Message) -> int:
     """The beanstalkd priority: the message's own, or the middle of the range when unset."""
     priority = message.priority
     return DEFAULT_PRIORITY if priority is None else min(priority, PRIORITY_LOWEST)
+
+
+def ttr_of(message: Message) -> int:
+    """The job's ttr: its own (the core sets one at publish), else the core's default."""
+    return message.ttr or DEFAULT_TTR
 
 
 def delay_of(moment: datetime | None) -> int:

@@ -151,3 +151,12 @@ def write_job_file(
         raise
     if fsync and folder_fd is not None:
         os.fsync(folder_fd)
+
+
+def same_file(fd: int, path: str) -> bool:
+    """Whether ``path`` names the file open as ``fd``."""
+    try:
+        opened, named = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)

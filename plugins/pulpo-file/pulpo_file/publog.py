@@ -10,8 +10,10 @@ process that looks at the queue) *materializes* the log.
 Layout, under ``<base_path>/logs/``::
 
     <n>.log    slots of 4 KiB; slot ``seq % slots`` holds record ``seq``
-    <n>.pos    two numbers: ``materialized`` (records below it are files) and ``synced``
-               (records below it are files flushed to disk, so their slots may be reused)
+    <n>.pos    three numbers: ``materialized`` (records below it are files), ``synced``
+               (records below it are files flushed to disk, so their slots may be reused) and
+               the slots the log was written with (so that a log cut short is noticed; a log
+               of an earlier layout has none, and gets it from its next publisher)
 
 A record is ``magic, crc32, seq, ready time, id length, data length, id, data``; the checksum
 covers everything after it, so a block torn by a crash, or left over from an earlier lap of the
@@ -22,7 +24,13 @@ flushing the file system, and never after a reboot before the first worker has r
 logs). Workers run a checkpoint after making half a log into files and when they find nothing
 new (once a second at most); the journal runs one when it starts a new segment. A publisher
 whose log has no room runs one if files were made of it since, else takes another log, or a new
-one, and leaves the full one to the workers.
+one, and leaves the full one to the workers (see :mod:`pulpo_file.logwriter`).
+
+Damage: a slot that holds no record but is followed by a later record of the same lap was
+written and damaged since (the publisher writes in order): readers yield it as
+:class:`Damaged` and go on with the records after it; a publisher taking the log starts after
+the last record and after a damaged last one, so it never writes over a job. A log that holds
+nothing and that no process writes is retired (removed) by the workers, all but one small one.
 """
 
 from __future__ import annotations
@@ -30,31 +38,32 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import mmap
+import logging
 import os
 import stat
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from pulpo_file.files import flush, open_private, remove_if_unlocked
+from pulpo_file.files import open_private, same_file
+
+log = logging.getLogger("pulpo.file")
 
 SLOT = 4096
 MAGIC = b"PLOG"
 _HEAD = struct.Struct("<4sIQQHI")  # magic, crc32, seq, ready time (ns), id length, data length
 _POSITIONS = struct.Struct("<QQ")  # materialized, synced
+_SLOTS = struct.Struct("<Q")  # after the positions: the slots the log was written with
+_ZERO = bytes(SLOT)
+#: Slots after one that holds no record that are looked at each time, before the whole lap.
+_NEAR = 4
 #: Bytes of a queue's first publish log; each new log is twice the largest, up to the limit.
 FIRST_SIZE = 1 << 20
 #: Slots read at a time when materializing.
 _CHUNK = 32
 LOG = ".log"
 POS = ".pos"
-#: The name a new log is written under before it is linked into place.
-NEW = "new."
-#: Seconds after which a new log not yet linked into place is taken for abandoned.
-ABANDONED_S = 60.0
 
 
 class Entry(NamedTuple):
@@ -63,6 +72,15 @@ class Entry(NamedTuple):
     seq: int
     job_id: str
     ready_ns: int
+    data: bytes
+
+
+class Damaged(NamedTuple):
+    """A slot that should hold record ``seq`` — a later record of the same lap exists, so the
+    publisher wrote it — but does not: bits flipped, or cut off by a truncation. ``data`` is
+    the slot's bytes (empty where the log was cut short)."""
+
+    seq: int
     data: bytes
 
 
@@ -91,6 +109,18 @@ def decode(block: bytes | memoryview, seq: int) -> Entry | None:
     except UnicodeDecodeError:
         return None
     return Entry(seq, job_id, ready_ns, bytes(block[_HEAD.size + id_length : end]))
+
+
+def looks_written(block: bytes, seq: int) -> bool:
+    """Whether a slot that holds no record ``seq`` was written since it was last free: not
+    zeros (a new log), not a whole record of an earlier lap (a slot free to reuse)."""
+    if block == _ZERO[: len(block)]:
+        return False
+    if len(block) >= _HEAD.size:
+        magic, _, found = _HEAD.unpack_from(block)[:3]
+        if magic == MAGIC and found < seq and decode(block, found) is not None:
+            return False
+    return True
 
 
 def log_numbers(folder: str) -> list[int]:
@@ -128,6 +158,40 @@ class LogFile:
         except BaseException:
             os.close(self._fd)
             raise
+        #: Blocks already searched past without finding a later record, by seq (their crc).
+        self._searched: dict[int, int] = {}
+        written = self.written_slots()
+        self.cut = bool(written) and written != self.slots
+        if self.cut:
+            log.warning("the publish log %s holds %d slots but was written with %d: it was "
+                        "cut short or grown by hand; records in missing slots are lost, the "
+                        "others are read where they were written", self.path, self.slots, written)
+            self.slots = written
+
+    def written_slots(self) -> int:
+        """The slots the log was written with (0: not recorded, by an earlier layout)."""
+        data = os.pread(self._pos, _SLOTS.size, _POSITIONS.size)
+        return int(_SLOTS.unpack(data)[0]) if len(data) == _SLOTS.size else 0
+
+    def record_slots(self) -> None:
+        """Record the log's size in slots, so that a cut is noticed (by its publisher)."""
+        if not self.written_slots() and self.slots:
+            os.pwrite(self._pos, _SLOTS.pack(self.slots), _POSITIONS.size)
+
+    def block(self, seq: int) -> bytes:
+        """The bytes of record ``seq``'s slot (fewer where the log was cut short)."""
+        return os.pread(self._fd, SLOT, (seq % self.slots) * SLOT) if self.slots else b""
+
+    def is_current(self) -> bool:
+        """Whether the log's name still names the file this reader has open (a retired log's
+        readers let it go, so its disk space is freed)."""
+        return same_file(self._fd, self.path)
+
+    def drained(self) -> bool:
+        """Whether every record is a file flushed to the disk (materialized and synced) and
+        no record waits past the position: the log holds nothing any more."""
+        materialized, synced = self._stored()
+        return synced >= materialized and not self.has_news(materialized)
 
     def read(self, seq: int) -> Entry | None:
         """Record ``seq``, or ``None`` if it is not (yet) written."""
@@ -152,19 +216,56 @@ class LogFile:
                     found.append(entry)
         return sorted(found)
 
-    def entries(self, start: int) -> Iterator[Entry]:
-        """The records from ``start`` on, up to the first slot that holds no next record."""
-        seq = start
-        while self.slots and seq < start + self.slots:
+    def entries(self, start: int) -> Iterator[Entry | Damaged]:
+        """The records from ``start`` on, up to the first slot that holds no next record and
+        is followed by none; a slot that holds no record but is followed by a later one of
+        the same lap is damaged (:class:`Damaged`), and the records after it still count."""
+        seq, end = start, start + self.slots
+        while self.slots and seq < end:
             slot = seq % self.slots
-            count = min(_CHUNK, self.slots - slot, start + self.slots - seq)
+            count = min(_CHUNK, self.slots - slot, end - seq)
             chunk = memoryview(os.pread(self._fd, count * SLOT, slot * SLOT))
             for index in range(count):
-                entry = decode(chunk[index * SLOT : (index + 1) * SLOT], seq)
+                block = chunk[index * SLOT : (index + 1) * SLOT]
+                entry = decode(block, seq)
                 if entry is None:
-                    return
+                    later = self._later_record(seq, end, bytes(block))
+                    if later is None:
+                        return
+                    for hole in range(seq, later):
+                        yield Damaged(hole, self.block(hole))
+                    seq = later
+                    break  # read on from the later record
                 yield entry
                 seq += 1
+
+    def _later_record(self, seq: int, end: int, block: bytes) -> int | None:
+        """The next record after ``seq`` in this lap when slot ``seq`` looks written but holds
+        no record ``seq``; ``None`` when it was simply not written yet (zeros, or a record of
+        an earlier lap) or nothing follows."""
+        if len(block) < SLOT:
+            if not self.cut:
+                return None
+        elif not looks_written(block, seq):
+            return None
+        # The publisher writes in order: what follows a damaged record is next to it, and a
+        # publisher still writing adds it there. The whole lap is searched once per block.
+        for later in range(seq + 1, min(end, seq + 1 + _NEAR)):
+            if decode(self.block(later), later) is not None:
+                return later
+        check = zlib.crc32(block)
+        if self._searched.get(seq) == check:
+            return None  # searched past already, and the slot has not changed since
+        for later in range(seq + 1 + _NEAR, end):
+            if decode(self.block(later), later) is not None:
+                self._searched.pop(seq, None)
+                return later
+        self._searched[seq] = check
+        return None
+
+    def has_news(self, start: int) -> bool:
+        """Whether there is a record (or a damaged one before a record) from ``start`` on."""
+        return next(self.entries(start), None) is not None
 
     def positions(self) -> tuple[int, int]:
         """``(materialized, synced)``."""
@@ -204,160 +305,3 @@ class LogFile:
         for fd in (self._fd, self._pos):
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-class LogWriter:
-    """The publisher's side of its own log: append records, flushed, in slots it may reuse."""
-
-    def __init__(self, log: LogFile, lock_fd: int, direct_fd: int, seq: int) -> None:
-        self.log = log
-        self.seq = seq
-        self.pid = os.getpid()
-        self._lock_fd = lock_fd
-        self._direct_fd = direct_fd
-        self._synced = log.positions()[1]
-        self._buffer = mmap.mmap(-1, SLOT)  # page-aligned, as O_DIRECT requires
-
-    @classmethod
-    def open(cls, folder: str, limit: int, fix_mode: bool) -> LogWriter:
-        """Take a log that no live process writes and that has room (see :meth:`has_room`),
-        or else a new one, written full of zeros and flushed (so that later writes change no
-        metadata) under a temporary name, then linked into place whole. A new log is twice
-        the size of the largest one (:data:`FIRST_SIZE` for the first), up to ``limit``
-        bytes: a small queue takes little disk, a deep one few logs."""
-        _remove_abandoned(folder)
-        numbers = log_numbers(folder)
-        for number in numbers:
-            try:
-                lock_fd = os.open(os.path.join(folder, f"{number}{LOG}"), os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                writer = cls._ready(folder, number, lock_fd, fix_mode)
-            except OSError:  # another process writes it, or it cannot be used: the next one
-                os.close(lock_fd)
-                continue
-            except BaseException:
-                os.close(lock_fd)
-                raise
-            if writer.has_room():
-                return writer
-            writer.close()  # full of jobs not yet made files (or not flushed): try the next
-        temporary = os.path.join(folder, f"{NEW}{os.getpid()}.{os.urandom(4).hex()}")
-        lock_fd = open_private(temporary, os.O_RDWR | os.O_EXCL, fix_mode)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            largest = max((_size(folder, n) for n in numbers), default=0)
-            _fill(lock_fd, min(limit, max(FIRST_SIZE, 2 * largest)))
-            number = numbers[-1] + 1 if numbers else 0
-            while True:
-                try:
-                    os.link(temporary, os.path.join(folder, f"{number}{LOG}"))
-                    break
-                except FileExistsError:
-                    number += 1
-            os.close(open_private(os.path.join(folder, f"{number}{POS}"), os.O_RDWR, fix_mode))
-            flush(folder)
-            return cls._ready(folder, number, lock_fd, fix_mode)
-        except BaseException:
-            os.close(lock_fd)
-            raise
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-
-    @classmethod
-    def _ready(cls, folder: str, number: int, lock_fd: int, fix_mode: bool) -> LogWriter:
-        log = LogFile(folder, number, fix_mode)
-        try:
-            direct_fd = _open_direct(log.path)
-        except BaseException:
-            log.close()
-            raise
-        seq = log.positions()[0]
-        for entry in log.entries(seq):
-            seq = entry.seq + 1
-        return cls(log, lock_fd, direct_fd, seq)
-
-    def has_room(self) -> bool:
-        """Whether the next record's slot is free: never written, or its record was made a
-        file that a checkpoint has flushed (``synced``)."""
-        if self.seq < self._synced + self.log.slots:
-            return True
-        self._synced = self.log.positions()[1]
-        return self.seq < self._synced + self.log.slots
-
-    def append(self, job_id: str, ready_ns: int, data: bytes) -> bool:
-        """Write the job as the next record, on disk when this returns; ``False`` (nothing
-        written) when it does not fit in a slot or there is no room (see :meth:`has_room`)."""
-        record = encode(self.seq, job_id, ready_ns, data)
-        if record is None or not self.has_room():
-            return False
-        buffer = self._buffer
-        buffer[: len(record)] = record
-        buffer[len(record) :] = bytes(SLOT - len(record))
-        offset = (self.seq % self.log.slots) * SLOT
-        try:
-            written = os.pwrite(self._direct_fd, buffer, offset)
-        except OSError as error:
-            if error.errno != errno.EINVAL:
-                raise
-            # O_DIRECT was accepted at open but not for writing (some overlays): do without.
-            os.close(self._direct_fd)
-            self._direct_fd = _open_direct(self.log.path, direct=False)
-            written = os.pwrite(self._direct_fd, buffer, offset)
-        if written != SLOT:
-            raise OSError(errno.EIO, "short write to the publish log")
-        self.seq += 1
-        return True
-
-    def close(self) -> None:
-        self.log.close()
-        self._buffer.close()
-        for fd in (self._direct_fd, self._lock_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-def _fill(fd: int, size: int) -> None:
-    """Write ``size`` bytes of zeros (whole slots) into a new log and flush it."""
-    zeros = bytes(1 << 20)
-    total = max(SLOT, size // SLOT * SLOT)
-    offset = 0
-    while offset < total:
-        offset += os.pwrite(fd, zeros[: min(len(zeros), total - offset)], offset)
-    os.fsync(fd)
-
-
-def _size(folder: str, number: int) -> int:
-    try:
-        return os.stat(os.path.join(folder, f"{number}{LOG}")).st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _remove_abandoned(folder: str) -> None:
-    """Remove new logs whose creator died before linking them into place: none holds them,
-    and they are a minute old (a creator takes its lock just after creating the file)."""
-    limit = time.time() - ABANDONED_S
-    for name in os.listdir(folder):
-        if not name.startswith(NEW):
-            continue
-        path = os.path.join(folder, name)
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_ctime <= limit:
-                remove_if_unlocked(path)
-
-
-def _open_direct(path: str, direct: bool = True) -> int:
-    """The log opened for flushed writes: ``O_DIRECT | O_DSYNC``, or ``O_DSYNC`` alone where
-    the file system refuses ``O_DIRECT`` (tmpfs, some overlays)."""
-    flags = os.O_WRONLY | os.O_DSYNC | os.O_CLOEXEC
-    if direct and hasattr(os, "O_DIRECT"):
-        try:
-            return os.open(path, flags | os.O_DIRECT)
-        except OSError as error:
-            if error.errno != errno.EINVAL:
-                raise
-    return os.open(path, flags)

@@ -1,0 +1,1 @@
+"""Periodic jobs: schedules declared in config, their ticks, and the scheduler loop."""
