@@ -15,6 +15,7 @@ from pulpo_core.config import Config, check_section, check_ttr_key, load_config
 from pulpo_core.errors import AdapterError, ConfigError
 from pulpo_core.handlers import HandlerRegistry
 from pulpo_core.lease import LeaseKeeper
+from pulpo_core.logformat import JOB_FIELDS, job_fields
 from pulpo_core.message import DEFAULT_PRIORITY, Message
 from pulpo_core.plugins import PulpoPluginManager, build_plugin_manager
 from pulpo_core.pool.limits import limit_for, run_limited
@@ -266,6 +267,8 @@ class Pulpo:
                 log.exception("a pulpo_after_process hook failed on job %s", message.id)
         if not log.isEnabledFor(logging.INFO):  # skip building the arguments (a hot path)
             return result
+        duration = time.monotonic() - started
+        fields = job_fields(message, result, action if applied else None, duration)
         log.info(
             "job %s type=%s outcome=%s action=%s attempts=%s duration=%.1fms%s",
             message.id,
@@ -277,8 +280,9 @@ class Pulpo:
             # Never resolved here: after a commit the job is gone, and asking would cost the
             # round trip lazy attempts save ("?" = a success nobody asked the count of).
             "?" if message.known_attempts is None else message.known_attempts,
-            (time.monotonic() - started) * 1000.0,
+            duration * 1000.0,
             f" error={result.error!r}" if result.error else "",
+            extra={JOB_FIELDS: fields},
         )
         return result
 

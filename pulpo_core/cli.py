@@ -45,7 +45,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_plugins: bool = False) -> argparse.ArgumentParser:
+    """The parser; ``with_plugins``: with the commands and worker options plugins add (loading
+    the installed plugins, which the core's own commands other than ``worker`` do without)."""
     parser = _Parser(prog="pulpo", description="Distributed delayed job processing.")
     parser.add_argument(
         "--config",
@@ -117,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="as a JSON object")
     stats.set_defaults(run=cmd_stats)
 
+    top = commands.add_parser("top", help="live job counts by state and their rates (q quits)")
+    top.add_argument("--once", action="store_true", help="print one `state count` line per state")
+    top.set_defaults(run=cmd_top)
+
     from pulpo_core.schedules.commands import add_commands
 
     add_commands(commands, make_app, EXIT_OK)
@@ -126,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("handlers", help="request type → handler and its origin").set_defaults(
         run=cmd_handlers
     )
+    if with_plugins:
+        from pulpo_core.cli_plugins import add_plugin_cli
+
+        add_plugin_cli(commands, worker, make_app)
     return parser
 
 
@@ -146,12 +156,18 @@ def load_settings(config_file: str | None) -> dict[str, Any] | None:
 
 def make_app(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Pulpo:
     from pulpo_core.app import Pulpo
+    from pulpo_core.cli_plugins import with_worker_options
 
-    settings = load_settings(args.config) or {}
+    settings = with_worker_options(args, load_settings(args.config)) or {}
     for section, values in (overrides or {}).items():
         given = settings.get(section)
         settings[section] = {**(given if isinstance(given, dict) else {}), **values}
-    return Pulpo(settings)
+    app = Pulpo(settings)
+    if app.config.log_format != "text":
+        from pulpo_core.logformat import use_log_format
+
+        use_log_format(app.config.log_format)
+    return app
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -247,6 +263,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    from pulpo_core.top import run_top
+
+    app = make_app(args)
+    try:
+        run_top(app.queue_adapter, once=args.once)
+    finally:
+        app.close()
+    return EXIT_OK
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from pulpo_core.errors import PluginError
     from pulpo_core.plugins import build_plugin_manager
@@ -309,16 +336,18 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def _configure_logging(verbose: bool) -> None:
+    from pulpo_core.logformat import TEXT_FORMAT
+
     logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO, format=TEXT_FORMAT
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code."""
-    parser = build_parser()
+    from pulpo_core.cli_plugins import needs_plugins
+
+    parser = build_parser(needs_plugins(argv if argv is not None else sys.argv[1:]))
     verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
     try:
         args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ import cattrs
 
 from pulpo_core.converter import describe_error
 from pulpo_core.errors import ConfigError
+from pulpo_core.logformat import LOG_FORMATS
 from pulpo_core.message import DEFAULT_TTR, TTR_RANGE, check_ttr, load_json
 
 T = TypeVar("T")
@@ -39,6 +40,7 @@ class Config:
     retry_delay: float = 1.0
     max_retry_delay: float = 300.0
     ttr: int = DEFAULT_TTR
+    log_format: str = "text"
     handlers: dict[str, str] = attrs.field(factory=dict)
     #: Every top-level table that is not a core key: ``{section name: its mapping}``.
     sections: dict[str, dict[str, Any]] = attrs.field(factory=dict)
@@ -280,6 +282,11 @@ def load_config(
     if config.max_number_of_attempts == 0:
         raise ConfigError("configuration key 'max_number_of_attempts' must be at least 1, not 0")
     check_ttr_key("ttr", config.ttr)
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"configuration key 'log_format' must be one of {', '.join(LOG_FORMATS)}, "
+            f"not {config.log_format!r}"
+        )
     return attrs.evolve(
         config,
         sections=sections,

@@ -5,6 +5,7 @@ Each hook is documented in ``docs/hooks/``; a test fails when one is missing the
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,16 +20,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdapterFactory",
+    "CommandRun",
     "RegisterAdapter",
+    "RegisterCommand",
     "RegisterConfigSection",
     "RegisterHandler",
     "RegisterHint",
     "RegisterKeys",
+    "RegisterWorkerOption",
     "hookspec",
     "pulpo_after_process",
     "pulpo_before_process",
     "pulpo_before_publish",
     "pulpo_register_adapters",
+    "pulpo_register_cli",
     "pulpo_register_config_sections",
     "pulpo_register_handlers",
     "pulpo_register_hints",
@@ -62,6 +67,27 @@ class RegisterHint(Protocol):
     def __call__(self, name: str, distribution: str) -> None: ...
 
 
+#: ``run(args, app) -> exit code``: a plugin command's body; the core builds ``app`` from the
+#: command line's ``--config`` and closes it afterwards.
+CommandRun = Callable[[argparse.Namespace, "App"], int]
+
+
+class RegisterCommand(Protocol):
+    def __call__(
+        self,
+        name: str,
+        help: str,
+        run: CommandRun,
+        arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    ) -> None: ...
+
+
+class RegisterWorkerOption(Protocol):
+    def __call__(
+        self, flag: str, section: str, key: str, help: str, type: Callable[[str], Any] = str
+    ) -> None: ...
+
+
 @hookspec
 def pulpo_register_adapters(register: RegisterAdapter) -> None:
     """Register queue adapters: ``register(name, factory, aliases=())``.
@@ -70,6 +96,19 @@ def pulpo_register_adapters(register: RegisterAdapter) -> None:
         config section ``<name>_queue_adapter`` (an empty mapping when absent) and returns an
         object that implements :class:`pulpo_core.adapter.QueueAdapter`. Import heavy client
         libraries inside the factory, not at module level.
+    """
+
+
+@hookspec
+def pulpo_register_cli(
+    register_command: RegisterCommand, register_worker_option: RegisterWorkerOption
+) -> None:
+    """Add commands to ``pulpo`` and options to ``pulpo worker``.
+
+    ``register_command(name, help, run, arguments)``: ``pulpo NAME``; ``arguments(parser)`` adds
+    its flags; ``run(args, app)`` returns the exit code. ``register_worker_option(flag, section,
+    key, help, type)``: ``pulpo worker FLAG VALUE`` sets ``[section] key`` over the config file
+    (checked by the section's own validators).
     """
 
 

@@ -97,3 +97,21 @@ class Drop:
 
 #: What a result policy decides for a job.
 Action = Commit | Retry | Bury | Drop
+
+#: The name of what happened to a job, by the action applied: the label ``outcome`` of job
+#: metrics and the field ``outcome`` of JSON logs. Drop is named ``expired``: the core's only
+#: reason to delete a job unrun (a plugin's own drops are named so too).
+OUTCOME_NAMES: dict[type, str] = {
+    Commit: "success",
+    Retry: "retried",
+    Bury: "buried",
+    Drop: "expired",
+}
+#: The outcome name when the adapter applied nothing (the job was no longer this worker's).
+NOT_HELD = "not_held"
+
+
+def outcome_name(action: Action | None) -> str:
+    """``success``, ``retried``, ``buried`` or ``expired`` for an applied action;
+    :data:`NOT_HELD` for ``None`` (nothing was applied)."""
+    return NOT_HELD if action is None else OUTCOME_NAMES[type(action)]

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from pulpo_core.adapter import JOB_STATES
 from pulpo_core.config import at_least, load_section
 from pulpo_core.errors import AdapterError
 from pulpo_core.hookspecs import RegisterAdapter, RegisterConfigSection
@@ -249,8 +250,28 @@ class MemoryQueueAdapter:
             counts["total"] = len(self._jobs)
             return counts
 
+    def list_jobs(self, state: str, limit: int = 50, after: str | None = None) -> list[Message]:
+        """Up to ``limit`` jobs in ``state``, oldest published first, after the job ``after``
+        (which need not exist any more: paging goes on past a job deleted meanwhile)."""
+        if state not in JOB_STATES:
+            raise ValueError(f"no job state {state!r} (one of {', '.join(JOB_STATES)})")
+        start = _serial(after) if after is not None else 0
+        with self._lock:
+            self._promote()
+            found = sorted(
+                ((_serial(job_id), job.message) for job_id, job in self._jobs.items()
+                 if job.state == state and _serial(job_id) > start),
+                key=lambda pair: pair[0],
+            )
+        return [message for _, message in found[: max(limit, 0)]]
+
     def close(self) -> None:
         """Nothing to release; the jobs stay for the life of this object."""
+
+
+def _serial(job_id: str) -> int:
+    """The memory queue's ids count up from 1; anything else sorts before them."""
+    return int(job_id) if job_id.isdigit() else 0
 
 
 @hookimpl
