@@ -11,8 +11,6 @@ from pulpo_core.message import DEFAULT_PRIORITY, PRIORITY_LOWEST, AttemptsSource
 
 #: beanstalkd takes delays and ttrs as unsigned 32-bit numbers of seconds.
 MAX_SECONDS = 2**32 - 1
-#: The ttr of a job published without one (the core always sets one; direct enqueue may not).
-DEFAULT_TTR = 60
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _dumps_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -95,12 +93,11 @@ def delay_of(moment: datetime | None) -> int:
     """Whole seconds from now until ``moment``, rounded up (a job never runs early), at least 0."""
     if moment is None:
         return 0
-    seconds = (moment - datetime.now(UTC)).total_seconds()
-    return min(max(math.ceil(seconds), 0), MAX_SECONDS)
+    return seconds((moment - datetime.now(UTC)).total_seconds())
 
 
 def seconds(value: float) -> int:
-    """A retry delay in whole seconds for ``release``, rounded up."""
+    """Whole seconds for a delay, rounded up, within what beanstalkd takes."""
     return min(max(math.ceil(value), 0), MAX_SECONDS)
 
 

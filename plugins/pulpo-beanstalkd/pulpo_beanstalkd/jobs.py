@@ -1,0 +1,88 @@
+"""What the adapter knows of a job: its id, its counters, its reservation, its bury reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import greenstalk
+
+from pulpo_beanstalkd.connection import Connection
+
+#: How many bury reasons a process remembers for ``peek`` (beanstalkd stores none).
+REASONS_KEPT = 10_000
+
+
+def job_ref(job_id: int) -> greenstalk.Job[bytes]:
+    """A job as greenstalk's commands take it (only the id is used)."""
+    return greenstalk.Job(job_id, b"")
+
+
+def job_stats(connection: Connection, job_id: int, wait: float) -> greenstalk.StatsJob:
+    """``stats-job`` on ``connection`` (``NotFoundError`` when there is no such job)."""
+    return connection.call(lambda client: client.stats_job(job_id), wait=wait)
+
+
+def failed_runs(stats: Mapping[str, Any], reserved: bool) -> int:
+    """Failed runs of a job from its counters.
+
+    ``reserves`` counts every run: those released for a retry, those whose ttr ran out and those
+    whose worker died (beanstalkd counts that in no other counter). Runs that ended buried are
+    not failures to retry, and a run still going on (``reserved``) has not failed.
+    """
+    return max(0, int(stats["reserves"]) - int(stats["buries"]) - int(reserved))
+
+
+class LazyAttempts:
+    """A reserved job's ``attempts``, asked of the server only when something reads it.
+
+    A job that succeeds without anyone reading its attempts costs no ``stats-job`` round trip.
+    Once the job is deleted its counters are gone: the core reads the attempts before it
+    commits when a ``pulpo_after_process`` hook may want them.
+    """
+
+    __slots__ = ("_read", "job_id", "value")
+
+    def __init__(self, read: Callable[[int], int], job_id: int) -> None:
+        self._read = read
+        self.job_id = job_id
+        self.value: int | None = None
+
+    def __call__(self) -> int:
+        if self.value is None:
+            self.value = self._read(self.job_id)
+        return self.value
+
+
+@attrs.define
+class Reservation:
+    """A job this adapter's worker connection holds."""
+
+    #: The worker connection's generation when the job was reserved.
+    generation: int
+    #: The ``id`` of the beanstalkd that handed it out.
+    server: str
+    attempts: LazyAttempts
+    #: The job's body as reserved (kept to recognise the job after a reconnection).
+    body: bytes
+
+
+class BuryReasons:
+    """Why this process buried jobs, the latest :data:`REASONS_KEPT` of them, for ``peek``."""
+
+    def __init__(self) -> None:
+        self._reasons: dict[int, str] = {}
+
+    def remember(self, job_id: int, reason: str) -> None:
+        reasons = self._reasons
+        reasons.pop(job_id, None)
+        reasons[job_id] = reason
+        if len(reasons) > REASONS_KEPT:
+            del reasons[next(iter(reasons))]
+
+    def get(self, job_id: int) -> str | None:
+        return self._reasons.get(job_id)
+
+    def forget(self, job_id: int) -> None:
+        self._reasons.pop(job_id, None)

@@ -1,0 +1,181 @@
+"""The operator commands on the producer connection: peek, delete, kick, stats."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import greenstalk
+
+from pulpo_beanstalkd.client import PipelinedClient
+from pulpo_beanstalkd.codec import decode, parse_job_id, unreadable
+from pulpo_beanstalkd.connection import Connection
+from pulpo_beanstalkd.jobs import BuryReasons, failed_runs, job_stats
+from pulpo_beanstalkd.settings import BeanstalkdSettings
+from pulpo_beanstalkd.settle import Settler
+from pulpo_core.errors import AdapterError
+from pulpo_core.message import BURIED_REASON, Message
+
+#: The job states beanstalkd counts per tube, as ``stats()`` names them.
+STATES = ("ready", "delayed", "reserved", "buried")
+#: Server-wide figures ``stats()`` adds, as ``server_<name>``.
+SERVER_FIGURES = (
+    "current-connections", "current-workers", "current-producers", "current-waiting",
+    "total-jobs", "job-timeouts", "max-job-size", "uptime", "binlog-current-index",
+)
+
+
+class Operator:
+    """What ``pulpo peek``, ``delete``, ``kick`` and ``stats`` do, on this configuration's
+    tubes only. Each first reads the answers owed for this process's commits, so they count."""
+
+    def __init__(self, settings: BeanstalkdSettings, producer: Connection, worker: Connection,
+                 settler: Settler, reasons: BuryReasons) -> None:
+        self.settings = settings
+        self._producer = producer
+        self._worker = worker
+        self._settler = settler
+        self._reasons = reasons
+        self._wait = settings.reconnect_timeout
+
+    def _ours_to_operate(self, job_id: int, stats: greenstalk.StatsJob) -> None:
+        tube = stats["tube"]
+        if tube not in self.settings.tubes:
+            raise ValueError(
+                f"job {job_id} is in the tube {tube!r}, not in this configuration's tubes "
+                f"({', '.join(self.settings.tubes)})")
+
+    def _stats_of(self, job_id: int) -> greenstalk.StatsJob | None:
+        try:
+            return job_stats(self._producer, job_id, self._wait)
+        except greenstalk.NotFoundError:
+            return None
+
+    def peek(self, message_id: str) -> Message | None:
+        job_id = parse_job_id(message_id)
+        self._worker.flush()
+
+        def look(client: PipelinedClient) -> tuple[greenstalk.Job[bytes], greenstalk.StatsJob]:
+            return client.peek(job_id), client.stats_job(job_id)
+
+        try:
+            job, stats = self._producer.call(look, wait=self._wait)
+        except greenstalk.NotFoundError:
+            return None
+        self._ours_to_operate(job_id, stats)
+        state = stats["state"]
+        attempts = failed_runs(stats, reserved=state == "reserved")
+        encoding = self.settings.encoding
+        try:
+            message = decode(job.body, job_id, encoding, attempts)
+        except ValueError as error:
+            message = unreadable(job.body, job_id, encoding, error)
+        if state == "buried":
+            reason = self._reasons.get(job_id) or (
+                "unknown here: beanstalkd does not store bury reasons; the worker that buried "
+                f"the job logged it (search its log for 'job {job_id}')")
+            message = attrs.evolve(
+                message, extra_header={**message.extra_header, BURIED_REASON: reason})
+        return message
+
+    def delete(self, message_id: str) -> bool:
+        job_id = parse_job_id(message_id)
+        self._worker.flush()
+        stats = self._stats_of(job_id)
+        if stats is None:
+            return False
+        self._ours_to_operate(job_id, stats)
+        try:
+            self._producer.call(lambda client: client.delete(job_id), wait=self._wait)
+        except greenstalk.NotFoundError:
+            if self._stats_of(job_id) is None:
+                return False  # deleted meanwhile
+            # Reserved: beanstalkd lets only the connection that reserved it delete it.
+            reserved = self._settler.reserved
+            if job_id not in reserved:
+                raise AdapterError(
+                    f"job {job_id} is reserved by a worker, and beanstalkd lets only that "
+                    f"worker delete it; try again once it is released or buried") from None
+            try:
+                self._worker.call(lambda client: client.delete(job_id), wait=self._wait,
+                                  retry=False)
+            except greenstalk.NotFoundError:
+                return False
+            del reserved[job_id]
+        self._reasons.forget(job_id)
+        return True
+
+    def kick(self, bound: int | None = None) -> int:
+        """Move buried jobs back to ready, oldest first; delayed jobs are left alone.
+
+        beanstalkd's ``kick`` would kick delayed jobs when a tube has no buried one, so each job
+        is found with ``peek-buried`` and moved with ``kick-job``.
+        """
+        if bound is not None and bound < 0:
+            raise ValueError(f"kick bound must be at least 0, not {bound}")
+        self._worker.flush()
+        tubes = self.settings.tubes
+        default = self.settings.default_tube
+        reasons = self._reasons
+
+        def kick_buried(client: PipelinedClient) -> int:
+            kicked = 0
+            try:
+                for tube in tubes:
+                    if tube != default:
+                        client.use(tube)
+                    while bound is None or kicked < bound:
+                        try:
+                            job = client.peek_buried()
+                            client.kick_job(job)
+                        except greenstalk.NotFoundError:
+                            if job_in_tube_buried(client, tube):
+                                continue  # kicked or deleted by someone else meanwhile
+                            break
+                        kicked += 1
+                        reasons.forget(job.id)
+            finally:
+                if len(tubes) > 1:
+                    client.use(default)
+            return kicked
+
+        return self._producer.call(kick_buried, wait=self._wait, retry=False)
+
+    def stats(self) -> dict[str, int]:
+        """The tubes' job counts by state, ``total``, and server-wide figures (``server_*``)."""
+        self._worker.flush()
+        tubes = self.settings.tubes
+
+        def read(client: PipelinedClient) -> tuple[list[greenstalk.StatsTube], greenstalk.Stats]:
+            found = []
+            for tube in tubes:
+                # A tube exists only while it has jobs or clients.
+                with contextlib.suppress(greenstalk.NotFoundError):
+                    found.append(client.stats_tube(tube))
+            return found, client.stats()
+
+        found, server = self._producer.call(read, wait=self._wait)
+        tube_stats: Sequence[Mapping[str, Any]] = found
+        counts = {
+            state: sum(int(t[f"current-jobs-{state}"]) for t in tube_stats) for state in STATES
+        }
+        counts["total"] = sum(counts.values())
+        counts["urgent"] = sum(int(t["current-jobs-urgent"]) for t in tube_stats)
+        counts["waiting_workers"] = sum(int(t["current-waiting"]) for t in tube_stats)
+        figures: Mapping[str, Any] = server
+        for figure in SERVER_FIGURES:
+            value = figures.get(figure)
+            if isinstance(value, int):
+                counts["server_" + figure.replace("-", "_")] = value
+        counts["server_draining"] = int(figures.get("draining") == "true")
+        return counts
+
+
+def job_in_tube_buried(client: PipelinedClient, tube: str) -> bool:
+    """Whether the tube still has buried jobs (after a kick-job lost a race)."""
+    try:
+        return int(client.stats_tube(tube)["current-jobs-buried"]) > 0
+    except greenstalk.NotFoundError:
+        return False
