@@ -83,13 +83,20 @@ def _expiration(text: str) -> Any:
         ) from None
 
 
+def _clip(text: str, keep: int = 60) -> str:
+    """``text`` quoted, cut short when long: one sentence stays one line."""
+    return repr(text) if len(text) <= keep else f"{text[:keep]!r}... ({len(text)} characters)"
+
+
 def _json_object(text: str) -> dict[str, Any]:
+    from pulpo_core.message import load_json  # (imported when used: --help stays light)
+
     try:
-        value = json.loads(text)
+        value = load_json(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error})") from None
+        raise argparse.ArgumentTypeError(f"{_clip(text)} is {error}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
+        raise argparse.ArgumentTypeError(f"{_clip(text)} is not a JSON object")
     return value
 
 

@@ -7,7 +7,6 @@ key, before any work starts.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -21,7 +20,7 @@ import cattrs
 
 from pulpo_core.converter import describe_error
 from pulpo_core.errors import ConfigError
-from pulpo_core.message import DEFAULT_TTR
+from pulpo_core.message import DEFAULT_TTR, load_json
 
 T = TypeVar("T")
 ENV_VAR = "PULPO_CONFIG"
@@ -308,7 +307,12 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         reason = getattr(error, "strerror", None) or str(error)
         raise ConfigError(f"configuration file {str(file)!r} cannot be read: {reason}") from None
     try:
-        data = json.loads(text) if file.suffix.lower() == ".json" else tomllib.loads(text)
+        data = load_json(text) if file.suffix.lower() == ".json" else tomllib.loads(text)
+    except RecursionError:  # tomllib's arrays and tables, nested too deeply
+        raise ConfigError(
+            f"configuration file {str(file)!r} is not valid: its arrays or tables are nested "
+            f"too deeply to be read"
+        ) from None
     except ValueError as error:
         raise ConfigError(f"configuration file {str(file)!r} is not valid: {error}") from None
     if not isinstance(data, dict):

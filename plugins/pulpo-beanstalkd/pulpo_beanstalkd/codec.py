@@ -7,7 +7,14 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from pulpo_core.message import DEFAULT_PRIORITY, PRIORITY_LOWEST, AttemptsSource, Message
+from pulpo_core.message import (
+    DEFAULT_PRIORITY,
+    PRIORITY_LOWEST,
+    AttemptsSource,
+    Message,
+    describe_json_error,
+    load_json,
+)
 
 #: beanstalkd takes delays and ttrs as unsigned 32-bit numbers of seconds.
 MAX_SECONDS = 2**32 - 1
@@ -38,8 +45,9 @@ def encode(message: Message, encoding: str) -> bytes:
         text = (f'{{"id":null,"header":{{"request_type":{name},"priority":{urgency},'
                 f'"delay":{start},"expiration":{end},"ttr":{lease},"attempts":0{more}}},'
                 f'"body":{_dumps(message.body)}}}')
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"the message cannot be written as JSON: {error}") from None
+    except (TypeError, ValueError, RecursionError) as error:
+        why = describe_json_error(error)
+        raise ValueError(f"the message cannot be written as JSON: {why}") from None
     try:
         return text.encode(encoding)
     except UnicodeEncodeError:
@@ -55,9 +63,9 @@ def decode(data: bytes, job_id: int, encoding: str, attempts: AttemptsSource) ->
         raise ValueError(f"the body is not {encoding} text ({error.reason} at byte "
                          f"{error.start})") from None
     try:
-        document = json.loads(text)
+        document = load_json(text)
     except ValueError as error:
-        raise ValueError(f"the body is not JSON ({error})") from None
+        raise ValueError(f"the body is {error}") from None
     if (
         not isinstance(document, dict)
         or "header" not in document
@@ -70,8 +78,8 @@ def decode(data: bytes, job_id: int, encoding: str, attempts: AttemptsSource) ->
         raise ValueError(f"the header is a {type(header).__name__}, not a JSON object")
     try:
         return Message(header=header, body=document["body"], id=str(job_id), attempts=attempts)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise ValueError(f"the message does not read back: {error}") from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as error:
+        raise ValueError(f"the message does not read back: {describe_json_error(error)}") from None
 
 
 def unreadable(data: bytes, job_id: int, encoding: str, error: ValueError) -> Message:
@@ -81,6 +89,11 @@ def unreadable(data: bytes, job_id: int, encoding: str, error: ValueError) -> Me
         id=str(job_id),
         extra_header={"unreadable": str(error)},
     )
+
+
+def unreadable_reason(error: ValueError) -> str:
+    """Why a job that is not a pulpo message is buried (a worker logs it, ``peek`` shows it)."""
+    return f"not a pulpo message: {error}"
 
 
 def priority_of(message: Message) -> int:

@@ -10,7 +10,7 @@ import attrs
 import greenstalk
 
 from pulpo_beanstalkd.client import PipelinedClient
-from pulpo_beanstalkd.codec import decode, parse_job_id, unreadable
+from pulpo_beanstalkd.codec import decode, parse_job_id, unreadable, unreadable_reason
 from pulpo_beanstalkd.connection import Connection
 from pulpo_beanstalkd.jobs import BuryReasons, failed_runs, job_stats
 from pulpo_beanstalkd.settings import BeanstalkdSettings
@@ -68,14 +68,15 @@ class Operator:
         state = stats["state"]
         attempts = failed_runs(stats, reserved=state == "reserved")
         encoding = self.settings.encoding
+        unknown = (f"unknown here: beanstalkd does not store bury reasons; the worker that "
+                   f"buried the job logged it (search its log for 'job {job_id}')")
         try:
             message = decode(job.body, job_id, encoding, attempts)
         except ValueError as error:
             message = unreadable(job.body, job_id, encoding, error)
+            unknown = unreadable_reason(error)  # why any worker buries it
         if state == "buried":
-            reason = self._reasons.get(job_id) or (
-                "unknown here: beanstalkd does not store bury reasons; the worker that buried "
-                f"the job logged it (search its log for 'job {job_id}')")
+            reason = self._reasons.get(job_id) or unknown
             message = attrs.evolve(
                 message, extra_header={**message.extra_header, BURIED_REASON: reason})
         return message

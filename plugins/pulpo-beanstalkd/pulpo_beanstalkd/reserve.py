@@ -13,7 +13,7 @@ import attrs
 import greenstalk
 
 from pulpo_beanstalkd.client import PipelinedClient, describe
-from pulpo_beanstalkd.codec import decode
+from pulpo_beanstalkd.codec import decode, unreadable_reason
 from pulpo_beanstalkd.connection import Connection
 from pulpo_beanstalkd.jobs import LazyAttempts, Reservation, failed_runs, job_stats
 from pulpo_beanstalkd.settings import BeanstalkdSettings
@@ -87,7 +87,7 @@ class Reserver:
         return 0
 
     def _bury_unreadable(self, job_id: int, error: ValueError) -> None:
-        reason = f"not a pulpo message: {error}"
+        reason = unreadable_reason(error)
         log.warning("job %d buried: %s", job_id, reason)
         try:
             priority = int(self._stats(job_id)["pri"])
