@@ -61,6 +61,18 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _ttr(text: str) -> int:
+    """A ttr, refused in the words every refusal of a ttr uses (one bound for every adapter)."""
+    from pulpo_core.message import TTR_RANGE, check_ttr
+
+    try:
+        value = check_ttr(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {TTR_RANGE}") from None
+    assert value is not None
+    return value
+
+
 def _positive_seconds(text: str) -> float:
     value = _seconds(text)
     if value <= 0:
@@ -138,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="never run after this (seconds from now, or a date and time)",
     )
     publish.add_argument(
-        "--ttr", type=_positive_seconds, metavar="SECONDS", help="lease of a reserved job"
+        "--ttr", type=_ttr, metavar="SECONDS", help="lease of a reserved job"
     )
     publish.add_argument("--count", type=_count, default=1, metavar="N", help="publish N such jobs")
     publish.add_argument(

@@ -20,7 +20,7 @@ import cattrs
 
 from pulpo_core.converter import describe_error
 from pulpo_core.errors import ConfigError
-from pulpo_core.message import DEFAULT_TTR, load_json
+from pulpo_core.message import DEFAULT_TTR, MAX_TTR, TTR_RANGE, load_json
 
 T = TypeVar("T")
 ENV_VAR = "PULPO_CONFIG"
@@ -125,6 +125,16 @@ def between(low: float, high: float, unit: str | None = None) -> Validator:
             raise InvalidValue(attribute.name, expects, value)
 
     return check
+
+
+#: What a configured ttr may be (the top-level key and the adapters' deprecated ``ttr`` keys).
+WHOLE_TTR = f"a whole {TTR_RANGE.removeprefix('a ')}"
+
+
+def ttr_seconds(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    """A validator for a section's ``ttr``: whole seconds within the one bound of every ttr."""
+    if type(value) is not int or not 0 < value <= MAX_TTR:
+        raise InvalidValue(attribute.name, WHOLE_TTR, value)
 
 
 def one_of(*choices: str) -> Validator:
@@ -268,20 +278,26 @@ def load_config(
             sections[str(key)] = dict(value)
         else:
             raise ConfigError(_unknown_key(str(key), [*CORE_KEYS, *plugin_key_owners], hints))
+    if "ttr" in values:
+        check_whole_ttr("ttr", values["ttr"])
     config = _structure("", values, Config)
     plugin_settings: dict[str, Any] = {}
     for cls, given in plugin_values.items():
         plugin_settings.update(attrs.asdict(_structure("", given, cls), recurse=False))
     if config.max_number_of_attempts == 0:
         raise ConfigError("configuration key 'max_number_of_attempts' must be at least 1, not 0")
-    if config.ttr == 0:
-        raise ConfigError("configuration key 'ttr' must be at least 1 second, not 0")
     return attrs.evolve(
         config,
         sections=sections,
         given=frozenset(values) | frozenset(k for v in plugin_values.values() for k in v),
         plugin_settings=plugin_settings,
     )
+
+
+def check_whole_ttr(key: str, value: Any) -> None:
+    """Refuse a configured ttr that is not whole seconds within the one bound of every ttr."""
+    if type(value) is not int or not 0 < value <= MAX_TTR:
+        raise ConfigError(f"configuration key {key!r} must be {WHOLE_TTR}, not {value!r}")
 
 
 def _unknown_key(key: str, known: Iterable[str], hints: Mapping[str, str] | None) -> str:
