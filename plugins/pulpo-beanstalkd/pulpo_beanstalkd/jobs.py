@@ -10,6 +10,9 @@ import greenstalk
 
 from pulpo_beanstalkd.connection import Connection
 
+#: Seconds taken off a job's ttr to tell when the server may have taken it back: the server's
+#: clock starts before this process reads the reserve's answer, and counts in whole seconds.
+LEASE_MARGIN = 1.0
 #: How many bury reasons a process remembers for ``peek`` (beanstalkd stores none).
 REASONS_KEPT = 10_000
 
@@ -66,6 +69,13 @@ class Reservation:
     attempts: LazyAttempts
     #: The job's body as reserved (kept to recognise the job after a reconnection).
     body: bytes
+    #: Until when (``time.monotonic()``) the server surely still holds the job for this worker:
+    #: its ttr from the reserve or the last touch, less :data:`LEASE_MARGIN`.
+    deadline: float = 0.0
+
+    def renew(self, ttr: int, now: float) -> None:
+        """The server has just started the job's ttr again (reserve, touch)."""
+        self.deadline = now + ttr - LEASE_MARGIN
 
 
 class BuryReasons:

@@ -8,6 +8,7 @@ until kicked.
 from __future__ import annotations
 
 import logging
+import time
 
 import attrs
 import greenstalk
@@ -15,7 +16,13 @@ import greenstalk
 from pulpo_beanstalkd.client import PipelinedClient, describe
 from pulpo_beanstalkd.codec import decode, unreadable_reason
 from pulpo_beanstalkd.connection import Connection
-from pulpo_beanstalkd.jobs import LazyAttempts, Reservation, failed_runs, job_stats
+from pulpo_beanstalkd.jobs import (
+    LEASE_MARGIN,
+    LazyAttempts,
+    Reservation,
+    failed_runs,
+    job_stats,
+)
 from pulpo_beanstalkd.settings import BeanstalkdSettings
 from pulpo_beanstalkd.settle import Settler
 from pulpo_core.errors import AdapterError
@@ -60,9 +67,13 @@ class Reserver:
             except ValueError as error:
                 self._bury_unreadable(job_id, error)
                 continue
-            self._settler.reserved[job_id] = Reservation(generation, server, attempts, body)
+            reservation = Reservation(generation, server, attempts, body)
+            reservation.renew(message.ttr or 0, time.monotonic())
+            self._settler.reserved[job_id] = reservation
             if message.ttr is None:  # put by another client in pulpo's format, without a ttr
-                message = attrs.evolve(message, ttr=self._server_ttr(job_id))
+                ttr = self._server_ttr(job_id)
+                reservation.renew(ttr, reservation.deadline + LEASE_MARGIN)
+                message = attrs.evolve(message, ttr=ttr)
             return message
 
     def _stats(self, job_id: int) -> greenstalk.StatsJob:

@@ -9,6 +9,7 @@ logs that nothing was changed. Why, and what happens to the job, is logged here.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import greenstalk
@@ -65,6 +66,10 @@ class Settler:
         with worker.lock:
             client = worker.client
             if client is not None and reservation is not None and self._ours(reservation):
+                if time.monotonic() >= reservation.deadline:
+                    # Its ttr may have run out: ask, so the core learns whether it was ours.
+                    return self._held(job_id, "deleted", lambda client: client.delete(job_id),
+                                      "it will run again")
                 # Sent now, its answer read with the next command's (the worker's next
                 # reserve): the server deletes the job at once, and no one waits for that.
                 try:
@@ -206,8 +211,12 @@ class Settler:
             if not self._ours(self.reserved.get(job_id)):
                 raise AdapterError(f"job {job_id} was reserved on a connection that dropped; "
                                    f"beanstalkd has released it")
+            reservation = self.reserved.get(job_id)
+            now = time.monotonic()
             try:
                 worker.call(lambda client: client.touch(job_ref(job_id)), wait=0, retry=False)
             except greenstalk.NotFoundError:
                 raise AdapterError(f"job {job_id} is no longer reserved by this worker; its "
                                    f"lease cannot be renewed") from None
+            if reservation is not None:
+                reservation.renew(message.ttr or 0, now)
