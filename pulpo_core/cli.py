@@ -66,11 +66,9 @@ def _ttr(text: str) -> int:
     from pulpo_core.message import TTR_RANGE, check_ttr
 
     try:
-        value = check_ttr(float(text))
+        return check_ttr(float(text)) or 0  # (never None: a number was given)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {TTR_RANGE}") from None
-    assert value is not None
-    return value
 
 
 def _positive_seconds(text: str) -> float:
