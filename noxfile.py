@@ -1,4 +1,4 @@
-"""Development sessions: ``nox -s tests lint typecheck docs demo bench wheels``."""
+"""Development sessions: ``nox -s tests lint typecheck docs demo bench wheels release``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ import nox
 ROOT = Path(__file__).parent
 #: Every distribution under plugins/ is picked up without editing this file.
 PLUGINS = sorted(str(p.parent) for p in (ROOT / "plugins").glob("*/pyproject.toml"))
-# hatchling: tests/test_third_party_plugin.py builds a plugin offline (pip --no-build-isolation).
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "hatchling>=1.21"]
+# hatchling: tests/test_third_party_plugin.py builds a plugin offline (pip --no-build-isolation),
+# tests/test_release.py builds pulpo-expiration (1.27 writes the license files).
+# mkdocs: tests/test_docs_site.py builds the documentation site (strict) in every test run.
+# packaging: tests/test_release.py checks the release checks of .ci/release.py.
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "hatchling>=1.27", "mkdocs>=1.6", "packaging>=26"]
+#: What the release checks run with: the build frontend, twine and packaging (26 reads
+#: metadata 2.4 and 2.5, which hatchling writes: the license expression and files).
+RELEASE_DEPS = ["build>=1.2", "twine>=6.1", "packaging>=26"]
 
 nox.options.sessions = ["lint", "typecheck", "tests", "wheels"]
 nox.options.reuse_existing_virtualenvs = True
@@ -65,12 +71,22 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against the peers; writes the figures quoted in docs/performance.md."""
-    install_project(session, "huey", "persist-queue")
+    install_project(session, "huey", "persist-queue", "rq", "dramatiq[redis]", "celery[redis]")
     session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
 
 
 @nox.session
+def release(session: nox.Session) -> None:
+    """Build the sdist and wheel of every distribution into dist/, check them as an upload
+    would, and install each wheel into a fresh environment (``-- --dist-dir DIR`` elsewhere)."""
+    session.install(*RELEASE_DEPS)
+    session.run("python", str(ROOT / ".ci" / "release.py"), *session.posargs)
+
+
+@nox.session
 def wheels(session: nox.Session) -> None:
-    """Build a wheel of every distribution and run a job from them in a fresh environment."""
-    session.install("build")
-    session.run("python", str(ROOT / ".ci" / "wheels.py"), *session.posargs)
+    """The release checks, then a job run through a real beanstalkd from those same wheels."""
+    session.install(*RELEASE_DEPS)
+    built = str(Path(session.create_tmp()).resolve() / "dist")
+    session.run("python", str(ROOT / ".ci" / "release.py"), "--dist-dir", built)
+    session.run("python", str(ROOT / ".ci" / "wheels.py"), "--wheel-dir", built, *session.posargs)

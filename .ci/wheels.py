@@ -2,8 +2,9 @@
 
 Run by `nox -s wheels` (which installs `build`):
 
-1. builds a wheel of every distribution (the root and each `plugins/*/`) and checks each holds its
-   package with `py.typed` and the entry points its `pyproject.toml` declares;
+1. builds a wheel of every distribution (the root and each `plugins/*/`), or takes them from
+   `--wheel-dir`, and checks each holds its package with `py.typed` and the entry points its
+   `pyproject.toml` declares;
 2. makes a fresh virtual environment and installs `pulpo-core` and `pulpo-beanstalkd` from those
    wheels (their third-party dependencies come from the package index);
 3. starts a real beanstalkd on a free loopback port with a temporary binlog, publishes a job with
@@ -16,6 +17,7 @@ writes lives in a temporary folder and is removed at the end.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -71,21 +73,25 @@ def project_of(folder: Path) -> dict[str, object]:
     return project
 
 
-def wheel_name(name: str, version: str) -> str:
-    return f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+def wheel_of(name: str, folder: Path) -> Path:
+    """The one wheel of distribution ``name`` in ``folder``."""
+    found = sorted(folder.glob(f"{name.replace('-', '_')}-*-py3-none-any.whl"))
+    if len(found) != 1:
+        raise Failed(f"expected one wheel of {name} in {folder}, found {[p.name for p in found]}")
+    return found[0]
 
 
-def build_wheels(out: Path) -> dict[str, Path]:
-    """Distribution name -> its wheel."""
+def build_wheels(out: Path, built: Path | None = None) -> dict[str, Path]:
+    """Distribution name -> its wheel, built into ``out`` unless ``built`` already holds them
+    (`nox -s wheels` passes the folder the release checks built them in)."""
     wheels = {}
     for folder in DISTRIBUTIONS:
         project = project_of(folder)
-        name, version = str(project["name"]), str(project["version"])
-        step(f"building the wheel of {name} {version}")
-        run([sys.executable, "-m", "build", "--wheel", "--outdir", out, folder])
-        wheel = out / wheel_name(name, version)
-        if not wheel.is_file():
-            raise Failed(f"building {name} made no {wheel.name} in {out}")
+        name = str(project["name"])
+        if built is None:
+            step(f"building the wheel of {name}")
+            run([sys.executable, "-m", "build", "--wheel", "--outdir", out, folder])
+        wheel = wheel_of(name, built or out)
         check_wheel(wheel, project)
         wheels[name] = wheel
     return wheels
@@ -225,11 +231,14 @@ def run_a_job(bin_folder: Path, work: Path, port: int) -> None:
         raise Failed(f"the queue should be empty after the job, it holds {left}")
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wheel-dir", type=Path, help="use the wheels there instead of building")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pulpo-wheels-") as temp:
         folder = Path(temp)
         try:
-            wheels = build_wheels(folder / "wheels")
+            wheels = build_wheels(folder / "wheels", args.wheel_dir)
             venv = folder / "venv"
             bin_folder = make_environment(venv, wheels)
             work = folder / "work"

@@ -17,7 +17,8 @@ from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.md"
-BENCHMARKS = ("bench_startup", "bench_file", "bench_file_disk", "bench_beanstalkd")
+BENCHMARKS = ("bench_startup", "bench_file", "bench_file_disk", "bench_beanstalkd",
+              "bench_redis")
 
 
 def load(name: str) -> ModuleType | None:

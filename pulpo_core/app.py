@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from pulpo_core.adapter import BatchPublishing, QueueAdapter, UniquePublishing
-from pulpo_core.config import Config, check_section, load_config
+from pulpo_core.config import Config, check_section, check_ttr_key, load_config
 from pulpo_core.errors import AdapterError, ConfigError
 from pulpo_core.handlers import HandlerRegistry
 from pulpo_core.lease import LeaseKeeper
@@ -107,7 +107,7 @@ class Pulpo:
         log.warning(
             "configuration key '%s.ttr' is deprecated: set the top-level 'ttr' instead", section
         )
-        self.config = attrs.evolve(self.config, ttr=ttr)  # (checked with its section)
+        self.config = attrs.evolve(self.config, ttr=check_ttr_key(f"{section}.ttr", ttr))
 
     def _collect_handlers(self) -> None:
         def register(request_type: str, handler: object) -> None:

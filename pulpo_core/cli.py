@@ -29,6 +29,15 @@ class UsageError(Exception):
     """Bad flags or arguments (exit 2)."""
 
 
+class _ShowVersions(Exception):
+    """``--version`` was given: print the versions instead of running a command."""
+
+
+class _VersionAction(argparse.Action):
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise _ShowVersions
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
@@ -61,21 +70,26 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _ttr(text: str) -> int:
-    """A ttr, refused in the words every refusal of a ttr uses (one bound for every adapter)."""
-    from pulpo_core.message import TTR_RANGE, check_ttr
-
-    try:
-        return check_ttr(float(text)) or 0  # (never None: a number was given)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {TTR_RANGE}") from None
-
-
 def _positive_seconds(text: str) -> float:
     value = _seconds(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
     return value
+
+
+def _ttr(text: str) -> int:
+    """``--ttr``: the one bound and the one sentence of :func:`pulpo_core.message.check_ttr`."""
+    from pulpo_core.message import TTR_RANGE, check_ttr
+
+    try:
+        value = float(text)
+        checked = check_ttr(int(value) if value.is_integer() else value)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a ttr: a ttr is {TTR_RANGE}"
+        ) from None
+    assert checked is not None
+    return checked
 
 
 def _expiration(text: str) -> Any:
@@ -93,20 +107,15 @@ def _expiration(text: str) -> Any:
         ) from None
 
 
-def _clip(text: str, keep: int = 60) -> str:
-    """``text`` quoted, cut short when long: one sentence stays one line."""
-    return repr(text) if len(text) <= keep else f"{text[:keep]!r}... ({len(text)} characters)"
-
-
 def _json_object(text: str) -> dict[str, Any]:
-    from pulpo_core.message import load_json  # (imported when used: --help stays light)
+    from pulpo_core.message import load_json
 
     try:
         value = load_json(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{_clip(text)} is {error}") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error})") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"{_clip(text)} is not a JSON object")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
     return value
 
 
@@ -122,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="debug logging and tracebacks on errors"
+    )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="print the versions of pulpo-core, every installed plugin and Python, and exit",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -325,6 +340,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return EXIT_RUNTIME if failures else EXIT_OK
 
 
+def show_versions() -> int:
+    """``pulpo --version``: exit 0 even when a plugin fails to load (it is named on stderr)."""
+    from pulpo_core.versions import version_report
+
+    lines, errors = version_report()
+    for line in lines:
+        print(line)
+    for error in errors:
+        print(f"pulpo: error: {error}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_handlers(args: argparse.Namespace) -> int:
     app = make_app(args)
     rows = [("REQUEST TYPE", "HANDLER", "ORIGIN")]
@@ -363,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
     try:
         args = parser.parse_args(argv)
+    except _ShowVersions:
+        return show_versions()
     except UsageError as error:
         print(f"{error}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,7 +20,7 @@ import cattrs
 
 from pulpo_core.converter import describe_error
 from pulpo_core.errors import ConfigError
-from pulpo_core.message import DEFAULT_TTR, MAX_TTR, TTR_RANGE, load_json
+from pulpo_core.message import DEFAULT_TTR, MAX_TTR, TTR_RANGE, check_ttr, load_json
 
 T = TypeVar("T")
 ENV_VAR = "PULPO_CONFIG"
@@ -94,9 +94,14 @@ class InvalidValue(ValueError):
 Validator = Any  # an attrs validator: (instance, attribute, value) -> None
 
 
+def _number(value: float) -> str:
+    """A bound as a sentence shows it: whole numbers in full (4294967295), others short."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def at_least(minimum: float, unit: str | None = None, why: str | None = None) -> Validator:
     """A validator: the value is ``minimum`` or more (``unit``, e.g. ``"second"``, is named)."""
-    expects = f"at least {minimum:g}" + (f" {unit}" if unit else "")
+    expects = f"at least {_number(minimum)}" + (f" {unit}" if unit else "")
 
     def check(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
         if value < minimum:
@@ -107,7 +112,7 @@ def at_least(minimum: float, unit: str | None = None, why: str | None = None) ->
 
 def more_than(minimum: float, unit: str | None = None) -> Validator:
     """A validator: the value is above ``minimum`` (``more_than(0, "seconds")``)."""
-    expects = f"more than {minimum:g}" + (f" {unit}" if unit else "")
+    expects = f"more than {_number(minimum)}" + (f" {unit}" if unit else "")
 
     def check(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
         if value <= minimum:
@@ -118,23 +123,13 @@ def more_than(minimum: float, unit: str | None = None) -> Validator:
 
 def between(low: float, high: float, unit: str | None = None) -> Validator:
     """A validator: ``low <= value <= high``."""
-    expects = f"{low:g} to {high:g}" + (f" {unit}" if unit else "")
+    expects = f"{_number(low)} to {_number(high)}" + (f" {unit}" if unit else "")
 
     def check(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
         if not low <= value <= high:
             raise InvalidValue(attribute.name, expects, value)
 
     return check
-
-
-#: What a configured ttr may be (the top-level key and the adapters' deprecated ``ttr`` keys).
-WHOLE_TTR = f"a whole {TTR_RANGE.removeprefix('a ')}"
-
-
-def ttr_seconds(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    """A validator for a section's ``ttr``: whole seconds within the one bound of every ttr."""
-    if type(value) is not int or not 0 < value <= MAX_TTR:
-        raise InvalidValue(attribute.name, WHOLE_TTR, value)
 
 
 def one_of(*choices: str) -> Validator:
@@ -278,14 +273,16 @@ def load_config(
             sections[str(key)] = dict(value)
         else:
             raise ConfigError(_unknown_key(str(key), [*CORE_KEYS, *plugin_key_owners], hints))
-    if "ttr" in values:
-        check_whole_ttr("ttr", values["ttr"])
+    ttr = values.get("ttr")
+    if type(ttr) is int or (type(ttr) is float and not 0 <= ttr <= MAX_TTR):
+        check_ttr_key("ttr", ttr)  # out of the bound: the one sentence, before the type's
     config = _structure("", values, Config)
     plugin_settings: dict[str, Any] = {}
     for cls, given in plugin_values.items():
         plugin_settings.update(attrs.asdict(_structure("", given, cls), recurse=False))
     if config.max_number_of_attempts == 0:
         raise ConfigError("configuration key 'max_number_of_attempts' must be at least 1, not 0")
+    check_ttr_key("ttr", config.ttr)
     return attrs.evolve(
         config,
         sections=sections,
@@ -294,10 +291,15 @@ def load_config(
     )
 
 
-def check_whole_ttr(key: str, value: Any) -> None:
-    """Refuse a configured ttr that is not whole seconds within the one bound of every ttr."""
-    if type(value) is not int or not 0 < value <= MAX_TTR:
-        raise ConfigError(f"configuration key {key!r} must be {WHOLE_TTR}, not {value!r}")
+def check_ttr_key(key: str, value: Any) -> int:
+    """A configured ttr, with the one bound every ttr has; ``ConfigError`` naming ``key``."""
+    try:
+        checked = check_ttr(value)
+    except ValueError:
+        raise ConfigError(f"configuration key {key!r} must be {TTR_RANGE}, not {value!r}") from None
+    if checked is None:
+        raise ConfigError(f"configuration key {key!r} must be {TTR_RANGE}, not None")
+    return checked
 
 
 def _unknown_key(key: str, known: Iterable[str], hints: Mapping[str, str] | None) -> str:
@@ -326,8 +328,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = load_json(text) if file.suffix.lower() == ".json" else tomllib.loads(text)
     except RecursionError:  # tomllib's arrays and tables, nested too deeply
         raise ConfigError(
-            f"configuration file {str(file)!r} is not valid: its arrays or tables are nested "
-            f"too deeply to be read"
+            f"configuration file {str(file)!r} is not valid: it is nested too deeply to be read"
         ) from None
     except ValueError as error:
         raise ConfigError(f"configuration file {str(file)!r} is not valid: {error}") from None

@@ -100,6 +100,18 @@ def _check_attempts(value: Any) -> AttemptsSource:
     return value
 
 
+def load_json(text: str | bytes) -> Any:
+    """The document in ``text``; ``ValueError`` saying why when it is not JSON — also for a
+    document nested deeper than the parser can follow (say, 20,000 ``[``), which would
+    otherwise raise ``RecursionError``. Every decoder of untrusted JSON goes through here."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("it is nested too deeply to be read") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"it is not UTF-8 text ({error.reason} at byte {error.start})") from None
+
+
 @attrs.define(frozen=True, init=False)
 class Message:
     """A job request.
@@ -288,7 +300,11 @@ class Message:
     @classmethod
     def from_json(cls, text: str | bytes) -> Message:
         """Read a message written by `to_json`; raises `ValueError` when it is not one."""
-        return cls.from_dict(load_json(text))
+        try:
+            data = load_json(text)
+        except ValueError as error:
+            raise ValueError(f"not JSON: {error}") from None
+        return cls.from_dict(data)
 
     def validate_for_publish(self) -> None:
         """Raise `ValueError` naming the field when this message cannot be queued."""
@@ -297,13 +313,16 @@ class Message:
         try:
             if not _flat_json(self.body):  # most bodies are: skip the encoder then
                 _check_json(self.body)
-        except (TypeError, ValueError, RecursionError) as error:
-            why = describe_json_error(error)
-            raise ValueError(f"body is not JSON serialisable: {why}") from None
+        except RecursionError:
+            raise ValueError("body is not JSON serialisable: it is nested too deeply") from None
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"body is not JSON serialisable: {error}") from None
         try:
             if self.extra_header:  # most messages have none: skip the encoder then
                 _check_json(self.extra_header)
-        except (TypeError, ValueError, RecursionError) as error:
+        except RecursionError:
+            raise ValueError("header is not JSON serialisable: it is nested too deeply") from None
+        except (TypeError, ValueError) as error:
             raise ValueError(f"header is not JSON serialisable: {error}") from None
         self.check_schedule()
 
@@ -315,29 +334,6 @@ class Message:
                 f"delay {self.delay.isoformat()} is later than expiration "
                 f"{self.expiration.isoformat()}: the job could never run"
             )
-
-
-def load_json(text: str | bytes) -> Any:
-    """The value of JSON text; `ValueError` saying why for text that cannot be read.
-
-    The one place JSON from outside (job bodies, command-line values, files) is read: besides
-    text that is not JSON, arrays or objects nested deeper than Python's recursion limit and
-    numbers longer than its integer-string limit raise a `ValueError`, never a
-    `RecursionError` or another exception.
-    """
-    try:
-        return json.loads(text)
-    except RecursionError as error:
-        raise ValueError(f"JSON whose {describe_json_error(error)}") from None
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, integer digit limits
-        raise ValueError(f"not JSON: {error}") from None
-
-
-def describe_json_error(error: BaseException) -> str:
-    """Why JSON could not be read or written, in words (a `RecursionError` has none of use)."""
-    if isinstance(error, RecursionError):
-        return "arrays or objects are nested too deeply to be read or written"
-    return str(error)
 
 
 _new = object.__new__

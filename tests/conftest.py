@@ -1,6 +1,8 @@
-"""Shared fixtures: a real beanstalkd per test session, and app configs for every adapter.
+"""Shared fixtures: a real beanstalkd and redis-server per test session, and app configs for
+every adapter.
 
-Behaviour tests take the ``adapter_config`` fixture and so run on memory, file and beanstalkd.
+Behaviour tests take the ``adapter_config`` fixture and so run on memory, file, beanstalkd
+and redis.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_server import RedisServer, find_redis_server
 
 from pulpo_core import Pulpo
 from pulpo_core.plugins import build_plugin_manager
 
-ADAPTERS = ("memory", "file", "beanstalkd")
+ADAPTERS = ("memory", "file", "beanstalkd", "redis")
 _tubes = itertools.count()
 
 
@@ -107,6 +110,15 @@ def beanstalkd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BeanstalkdS
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server (append-only file on) for the whole test session."""
+    server = RedisServer(find_redis_server(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
 def config_for(adapter: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
     """Settings that put an app on ``adapter`` with a queue of its own."""
     base: dict[str, Any] = {"queue_adapter_type": adapter, "retry_delay": 0}
@@ -118,6 +130,12 @@ def config_for(adapter: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
             "host": server.host,
             "port": server.port,
             "default_tube": f"test-{os.getpid()}-{next(_tubes)}",
+        }
+    elif adapter == "redis":
+        redis_server: RedisServer = request.getfixturevalue("redis_server")
+        base["redis_queue_adapter"] = {
+            "url": redis_server.url,
+            "queue": f"test-{os.getpid()}-{next(_tubes)}",
         }
     return base
 

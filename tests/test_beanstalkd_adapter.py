@@ -8,6 +8,7 @@ client, so the adapter is not asked to vouch for itself.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import subprocess
 import sys
@@ -403,6 +404,30 @@ class TestForeignJobs:
         assert "not JSON" in peeked.extra_header["unreadable"]
         undecodable = app.queue_adapter.peek(str(foreign[1]))
         assert undecodable is not None and "utf-8" in undecodable.extra_header["unreadable"]
+
+
+    def test_a_body_nested_too_deeply_is_buried_and_peeked_without_a_traceback(
+        self, make_app: MakeApp, client: greenstalk.Client[bytes],
+        caplog: pytest.LogCaptureFixture, tmp_path: Path,
+    ) -> None:
+        deep = client.put(b"[" * 20_000 + b"]" * 20_000)
+        app = make_app({}, shutdown_after_number_of_empty_iterations=1, sleep_duration=0)
+        with caplog.at_level(logging.WARNING):
+            assert app.queue_adapter.dequeue() is None
+        assert client.stats_job(deep)["state"] == "buried"
+        assert "nested too deeply" in caplog.text and "Traceback" not in caplog.text
+        settings = app.queue_adapter.settings
+        config = tmp_path / "pulpo.json"
+        section = {"host": settings.host, "port": settings.port,
+                   "default_tube": settings.default_tube}
+        config.write_text(json.dumps({"queue_adapter_type": "beanstalkd",
+                                      "beanstalkd_queue_adapter": section}))
+        done = subprocess.run([sys.executable, "-m", "pulpo_core", "--config", str(config),
+                               "peek", str(deep)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(done.stdout)
+        assert shown["body"]["raw"].startswith("[[[")
+        assert "nested too deeply" in shown["header"]["unreadable"]
 
 
 class TestOperatorMethods:

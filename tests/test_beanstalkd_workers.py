@@ -189,3 +189,4 @@ class TestStopping:
             assert (again.attempts, again.priority) == (0, 3)
         finally:
             app.close()
+

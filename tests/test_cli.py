@@ -568,3 +568,58 @@ print(json.dumps({name: name in sys.modules for name in heavy}))
 
     def test_plugin_discovery_imports_no_adapter_library(self, folder: Path) -> None:
         assert self.loaded(folder, "plugins") == {"greenstalk": False, "pyfiglet": False}
+
+
+class TestJsonNestedTooDeeply:
+    """20,000 nested ``[`` is one clear sentence and exit 2, never a RecursionError."""
+
+    DEEP = "[" * 20_000 + "]" * 20_000
+
+    def test_a_body_given_on_the_command_line(self, tmp_path: Path) -> None:
+        done = run_pulpo("publish", "--request-type", "t", "--body", '{"a": ' + self.DEEP + "}",
+                         cwd=tmp_path)
+        assert done.returncode == 2
+        assert "nested too deeply" in done.stderr and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) <= 3  # usage line, and one sentence
+
+    def test_a_configuration_file(self, tmp_path: Path) -> None:
+        config = tmp_path / "deep.json"
+        config.write_text('{"handlers": ' + self.DEEP + "}")
+        done = run_pulpo("--config", config, "stats", cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.strip() == (
+            f"pulpo: error: configuration file {str(config)!r} is not valid: it is nested too "
+            "deeply to be read"
+        )
+
+    def test_a_message_read_back(self) -> None:
+        from pulpo_core import Message
+
+        with pytest.raises(ValueError, match="nested too deeply"):
+            Message.from_json('{"header": {"request_type": "t"}, "body": {"a": ' + self.DEEP + "}}")
+
+
+@pytest.mark.parametrize("ttr", ["0", "-3", "1e12", "4294967296", "inf"])
+def test_a_ttr_out_of_bounds_is_one_sentence_and_exit_2_on_every_adapter(
+    adapter_config: dict[str, Any], tmp_path: Path, ttr: str
+) -> None:
+    config = tmp_path / "pulpo.json"
+    config.write_text(json.dumps(adapter_config))
+    done = run_pulpo("--config", config, "publish", "--request-type", "t", "--ttr", ttr,
+                     cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        f"argument --ttr: {ttr!r} is not a ttr: a ttr is a number of seconds above 0 and at "
+        "most 4294967295"
+    ), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_largest_ttr_is_taken_on_every_adapter(
+    adapter_config: dict[str, Any], tmp_path: Path
+) -> None:
+    config = tmp_path / "pulpo.json"
+    config.write_text(json.dumps(adapter_config))
+    done = run_pulpo("--config", config, "publish", "--request-type", "t", "--ttr", "4294967295",
+                     cwd=tmp_path)
+    assert done.returncode == 0, done.stderr

@@ -1,4 +1,4 @@
-"""Unique jobs: one job per live key, however many publishers race, on memory and file."""
+"""Unique jobs: one job per live key, however many publishers race, on memory, file and redis."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pulpo_core import Message, Pulpo
 from pulpo_core.errors import AdapterError
 from tests.conftest import config_for
 
-UNIQUE_ADAPTERS = ["memory", "file"]
+UNIQUE_ADAPTERS = ["memory", "file", "redis"]
 
 
 @pytest.fixture(params=UNIQUE_ADAPTERS)

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from pulpo_core.config import load_section, ttr_seconds
+from pulpo_core.config import at_least, load_section
 from pulpo_core.errors import AdapterError
 from pulpo_core.hookspecs import RegisterAdapter, RegisterConfigSection
 from pulpo_core.markers import hookimpl
@@ -28,7 +28,7 @@ class MemorySettings:
     """The ``memory_queue_adapter`` section."""
 
     #: Deprecated spelling of the top-level ``ttr`` (the core applies it at publish).
-    ttr: int = attrs.field(default=DEFAULT_TTR, validator=ttr_seconds)
+    ttr: int = attrs.field(default=DEFAULT_TTR, validator=at_least(1, "second"))
 
 
 @attrs.define

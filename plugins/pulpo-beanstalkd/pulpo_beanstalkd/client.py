@@ -1,5 +1,4 @@
-"""The protocol on one socket: greenstalk's client, leaner on the hot paths, with pipelined
-deletes and puts."""
+"""greenstalk's client with pipelined puts, reserves and deletes (see :class:`PipelinedClient`)."""
 
 from __future__ import annotations
 
@@ -9,14 +8,9 @@ from collections.abc import Callable, Sequence
 
 import greenstalk
 
-from pulpo_beanstalkd.reader import SocketReader
+from pulpo_beanstalkd.socket_reader import SocketReader
 
 log = logging.getLogger("pulpo.beanstalkd")
-
-
-def put_command(body: bytes, priority: int, delay: int, ttr: int) -> bytes:
-    """The ``put`` command of a job: its line and its body."""
-    return b"put %d %d %d %d\r\n%b\r\n" % (priority, delay, ttr, len(body), body)
 
 
 def describe(error: BaseException) -> str:
@@ -61,20 +55,17 @@ class PipelinedClient(greenstalk.Client[bytes]):
     def _send_cmd(self, cmd: bytes, expected: bytes) -> list[bytes]:
         # Overrides greenstalk's: the command goes out first, then the answers still owed for
         # earlier deletes are read, then this command's answer.
-        return greenstalk._parse_response(self._ask(cmd + b"\r\n"), expected)
-
-    def _ask(self, data: bytes) -> bytes:
-        """Send ``data``, read the answers owed for earlier deletes, then the first line of
-        the answer to ``data``."""
-        self._send(data)
+        self._send(cmd + b"\r\n")
         if self.pending:
             self.read_pending()
-        return self._reader.readline()
+        return greenstalk._parse_response(self._reader.readline(), expected)
 
-    def put_raw(self, command: bytes) -> int:
-        """``put`` (a command from :func:`put_command`): the new job's id (greenstalk's
-        ``put``, leaner)."""
-        line = self._ask(command)
+    def put_raw(self, body: bytes, priority: int, delay: int, ttr: int) -> int:
+        """``put``: the new job's id (greenstalk's ``put``, leaner)."""
+        self._send(b"put %d %d %d %d\r\n%b\r\n" % (priority, delay, ttr, len(body), body))
+        if self.pending:
+            self.read_pending()
+        line = self._reader.readline()
         if line.startswith(b"INSERTED "):
             return int(line[9:])
         (job_id,) = greenstalk._parse_response(line, b"INSERTED")  # raises the server's error
@@ -119,7 +110,10 @@ class PipelinedClient(greenstalk.Client[bytes]):
 
     def reserve_raw(self, timeout: int) -> tuple[int, bytes]:
         """``reserve-with-timeout``: the job's id and body (greenstalk's ``reserve``, leaner)."""
-        line = self._ask(b"reserve-with-timeout %d\r\n" % timeout)
+        self._send(b"reserve-with-timeout %d\r\n" % timeout)
+        if self.pending:
+            self.read_pending()
+        line = self._reader.readline()
         if line.startswith(b"RESERVED "):
             _, job_id, size = line.split()
             return int(job_id), self._read_chunk(int(size))

@@ -9,10 +9,10 @@ from typing import Any
 
 from pulpo_core.message import (
     DEFAULT_PRIORITY,
+    DEFAULT_TTR,
     PRIORITY_LOWEST,
     AttemptsSource,
     Message,
-    describe_json_error,
     load_json,
 )
 
@@ -45,9 +45,8 @@ def encode(message: Message, encoding: str) -> bytes:
         text = (f'{{"id":null,"header":{{"request_type":{name},"priority":{urgency},'
                 f'"delay":{start},"expiration":{end},"ttr":{lease},"attempts":0{more}}},'
                 f'"body":{_dumps(message.body)}}}')
-    except (TypeError, ValueError, RecursionError) as error:
-        why = describe_json_error(error)
-        raise ValueError(f"the message cannot be written as JSON: {why}") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the message cannot be written as JSON: {error}") from None
     try:
         return text.encode(encoding)
     except UnicodeEncodeError:
@@ -65,7 +64,7 @@ def decode(data: bytes, job_id: int, encoding: str, attempts: AttemptsSource) ->
     try:
         document = load_json(text)
     except ValueError as error:
-        raise ValueError(f"the body is {error}") from None
+        raise ValueError(f"the body is not JSON ({error})") from None
     if (
         not isinstance(document, dict)
         or "header" not in document
@@ -78,8 +77,8 @@ def decode(data: bytes, job_id: int, encoding: str, attempts: AttemptsSource) ->
         raise ValueError(f"the header is a {type(header).__name__}, not a JSON object")
     try:
         return Message(header=header, body=document["body"], id=str(job_id), attempts=attempts)
-    except (TypeError, ValueError, OverflowError, RecursionError) as error:
-        raise ValueError(f"the message does not read back: {describe_json_error(error)}") from None
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"the message does not read back: {error}") from None
 
 
 def unreadable(data: bytes, job_id: int, encoding: str, error: ValueError) -> Message:
@@ -91,26 +90,27 @@ def unreadable(data: bytes, job_id: int, encoding: str, error: ValueError) -> Me
     )
 
 
-def unreadable_reason(error: ValueError) -> str:
-    """Why a job that is not a pulpo message is buried (a worker logs it, ``peek`` shows it)."""
-    return f"not a pulpo message: {error}"
-
-
 def priority_of(message: Message) -> int:
     """The beanstalkd priority: the message's own, or the middle of the range when unset."""
     priority = message.priority
     return DEFAULT_PRIORITY if priority is None else min(priority, PRIORITY_LOWEST)
 
 
+def ttr_of(message: Message) -> int:
+    """The job's ttr: its own (the core sets one at publish), else the core's default."""
+    return message.ttr or DEFAULT_TTR
+
+
 def delay_of(moment: datetime | None) -> int:
     """Whole seconds from now until ``moment``, rounded up (a job never runs early), at least 0."""
     if moment is None:
         return 0
-    return seconds((moment - datetime.now(UTC)).total_seconds())
+    seconds = (moment - datetime.now(UTC)).total_seconds()
+    return min(max(math.ceil(seconds), 0), MAX_SECONDS)
 
 
 def seconds(value: float) -> int:
-    """Whole seconds for a delay, rounded up, within what beanstalkd takes."""
+    """A retry delay in whole seconds for ``release``, rounded up."""
     return min(max(math.ceil(value), 0), MAX_SECONDS)
 
 

@@ -3,7 +3,8 @@
 greenstalk speaks the protocol; this module adds what a long-running worker needs around it: a
 socket timeout (a half-open connection fails instead of hanging), reconnection with back-off that
 issues ``use`` and ``watch`` again, a lock (greenstalk's client is not thread-safe and the lease
-heartbeat touches from another thread), and pipelined deletes.
+heartbeat touches from another thread), and pipelined deletes (the client itself is in
+:mod:`pulpo_beanstalkd.client`, its socket reader in :mod:`pulpo_beanstalkd.socket_reader`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import TypeVar
 import greenstalk
 
 from pulpo_beanstalkd.client import PipelinedClient, describe
-from pulpo_beanstalkd.reader import set_timeouts
 from pulpo_beanstalkd.settings import BeanstalkdSettings
+from pulpo_beanstalkd.socket_reader import set_timeouts
 from pulpo_core.errors import AdapterError
 
 log = logging.getLogger("pulpo.beanstalkd")
@@ -71,15 +72,19 @@ class Connection:
         """
         deadline = time.monotonic() + wait
         with self.lock:
-            for last in (not retry, True):
-                client = self._client or self.connect(deadline)
-                try:
-                    return self._exchange(op, client)
-                except OSError as error:
-                    self.drop(error)
-                    if last:
-                        raise AdapterError(self._lost(error)) from None
-            raise AssertionError("unreachable")
+            client = self._client or self.connect(deadline)
+            try:
+                return self._exchange(op, client)
+            except OSError as error:
+                self.drop(error)
+                if not retry:
+                    raise AdapterError(self._lost(error)) from None
+            client = self.connect(deadline)
+            try:
+                return self._exchange(op, client)
+            except OSError as error:
+                self.drop(error)
+                raise AdapterError(self._lost(error)) from None
 
     def _exchange(self, op: Callable[[PipelinedClient], T], client: PipelinedClient) -> T:
         """``op`` on ``client``; a connection left out of step is dropped (an ``OSError`` is

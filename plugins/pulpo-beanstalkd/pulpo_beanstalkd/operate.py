@@ -1,4 +1,4 @@
-"""The operator commands on the producer connection: peek, delete, kick, stats."""
+"""The operator's commands on beanstalkd: peek, delete, kick and stats."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import attrs
 import greenstalk
 
 from pulpo_beanstalkd.client import PipelinedClient
-from pulpo_beanstalkd.codec import decode, parse_job_id, unreadable, unreadable_reason
+from pulpo_beanstalkd.codec import decode, parse_job_id, unreadable
 from pulpo_beanstalkd.connection import Connection
-from pulpo_beanstalkd.jobs import BuryReasons, failed_runs, job_stats
+from pulpo_beanstalkd.reservations import Reasons, Reservation, failed_runs
 from pulpo_beanstalkd.settings import BeanstalkdSettings
-from pulpo_beanstalkd.settle import Settler
 from pulpo_core.errors import AdapterError
 from pulpo_core.message import BURIED_REASON, Message
 
@@ -27,18 +26,21 @@ SERVER_FIGURES = (
 )
 
 
-class Operator:
-    """What ``pulpo peek``, ``delete``, ``kick`` and ``stats`` do, on this configuration's
-    tubes only. Each first reads the answers owed for this process's commits, so they count."""
+class Operations:
+    """peek, delete, kick and stats, on the producer connection (deletes of jobs this process
+    holds on the worker connection)."""
 
-    def __init__(self, settings: BeanstalkdSettings, producer: Connection, worker: Connection,
-                 settler: Settler, reasons: BuryReasons) -> None:
+    def __init__(
+        self, settings: BeanstalkdSettings, producer: Connection, worker: Connection,
+        reasons: Reasons, reserved: dict[int, Reservation],
+    ) -> None:
         self.settings = settings
-        self._producer = producer
-        self._worker = worker
-        self._settler = settler
-        self._reasons = reasons
-        self._wait = settings.reconnect_timeout
+        self.producer = producer
+        self.worker = worker
+        self.reasons = reasons
+        self.reserved = reserved
+        self.encoding = settings.encoding
+        self.wait = settings.reconnect_timeout
 
     def _ours_to_operate(self, job_id: int, stats: greenstalk.StatsJob) -> None:
         tube = stats["tube"]
@@ -49,63 +51,62 @@ class Operator:
 
     def _stats_of(self, job_id: int) -> greenstalk.StatsJob | None:
         try:
-            return job_stats(self._producer, job_id, self._wait)
+            return self.producer.call(lambda client: client.stats_job(job_id), wait=self.wait)
         except greenstalk.NotFoundError:
             return None
 
     def peek(self, message_id: str) -> Message | None:
         job_id = parse_job_id(message_id)
-        self._worker.flush()
+        self.worker.flush()
 
         def look(client: PipelinedClient) -> tuple[greenstalk.Job[bytes], greenstalk.StatsJob]:
             return client.peek(job_id), client.stats_job(job_id)
 
         try:
-            job, stats = self._producer.call(look, wait=self._wait)
+            job, stats = self.producer.call(look, wait=self.wait)
         except greenstalk.NotFoundError:
             return None
         self._ours_to_operate(job_id, stats)
         state = stats["state"]
         attempts = failed_runs(stats, reserved=state == "reserved")
-        encoding = self.settings.encoding
-        unknown = (f"unknown here: beanstalkd does not store bury reasons; the worker that "
-                   f"buried the job logged it (search its log for 'job {job_id}')")
+        why_buried = None
         try:
-            message = decode(job.body, job_id, encoding, attempts)
+            message = decode(job.body, job_id, self.encoding, attempts)
         except ValueError as error:
-            message = unreadable(job.body, job_id, encoding, error)
-            unknown = unreadable_reason(error)  # why any worker buries it
+            message = unreadable(job.body, job_id, self.encoding, error)
+            why_buried = f"not a pulpo message: {error}"  # why any worker buries it
         if state == "buried":
-            reason = self._reasons.get(job_id) or unknown
+            reason = self.reasons.get(job_id) or why_buried or (
+                "unknown here: beanstalkd does not store bury reasons; the worker that buried "
+                f"the job logged it (search its log for 'job {job_id}')")
             message = attrs.evolve(
                 message, extra_header={**message.extra_header, BURIED_REASON: reason})
         return message
 
     def delete(self, message_id: str) -> bool:
         job_id = parse_job_id(message_id)
-        self._worker.flush()
+        self.worker.flush()
         stats = self._stats_of(job_id)
         if stats is None:
             return False
         self._ours_to_operate(job_id, stats)
         try:
-            self._producer.call(lambda client: client.delete(job_id), wait=self._wait)
+            self.producer.call(lambda client: client.delete(job_id), wait=self.wait)
         except greenstalk.NotFoundError:
             if self._stats_of(job_id) is None:
                 return False  # deleted meanwhile
             # Reserved: beanstalkd lets only the connection that reserved it delete it.
-            reserved = self._settler.reserved
-            if job_id not in reserved:
+            if job_id not in self.reserved:
                 raise AdapterError(
                     f"job {job_id} is reserved by a worker, and beanstalkd lets only that "
                     f"worker delete it; try again once it is released or buried") from None
             try:
-                self._worker.call(lambda client: client.delete(job_id), wait=self._wait,
+                self.worker.call(lambda client: client.delete(job_id), wait=self.wait,
                                   retry=False)
             except greenstalk.NotFoundError:
                 return False
-            del reserved[job_id]
-        self._reasons.forget(job_id)
+            del self.reserved[job_id]
+        self.reasons.forget(job_id)
         return True
 
     def kick(self, bound: int | None = None) -> int:
@@ -116,10 +117,9 @@ class Operator:
         """
         if bound is not None and bound < 0:
             raise ValueError(f"kick bound must be at least 0, not {bound}")
-        self._worker.flush()
+        self.worker.flush()
         tubes = self.settings.tubes
         default = self.settings.default_tube
-        reasons = self._reasons
 
         def kick_buried(client: PipelinedClient) -> int:
             kicked = 0
@@ -136,17 +136,17 @@ class Operator:
                                 continue  # kicked or deleted by someone else meanwhile
                             break
                         kicked += 1
-                        reasons.forget(job.id)
+                        self.reasons.forget(job.id)
             finally:
                 if len(tubes) > 1:
                     client.use(default)
             return kicked
 
-        return self._producer.call(kick_buried, wait=self._wait, retry=False)
+        return self.producer.call(kick_buried, wait=self.wait, retry=False)
 
     def stats(self) -> dict[str, int]:
         """The tubes' job counts by state, ``total``, and server-wide figures (``server_*``)."""
-        self._worker.flush()
+        self.worker.flush()
         tubes = self.settings.tubes
 
         def read(client: PipelinedClient) -> tuple[list[greenstalk.StatsTube], greenstalk.Stats]:
@@ -157,7 +157,7 @@ class Operator:
                     found.append(client.stats_tube(tube))
             return found, client.stats()
 
-        found, server = self._producer.call(read, wait=self._wait)
+        found, server = self.producer.call(read, wait=self.wait)
         tube_stats: Sequence[Mapping[str, Any]] = found
         counts = {
             state: sum(int(t[f"current-jobs-{state}"]) for t in tube_stats) for state in STATES

@@ -1,4 +1,4 @@
-"""Publishing on the producer connection: one put, pipelined batches, the server's refusals."""
+"""Publishing to beanstalkd: one put, or many pipelined, and what a refusal means."""
 
 from __future__ import annotations
 
@@ -6,51 +6,45 @@ from collections.abc import Sequence
 
 import greenstalk
 
-from pulpo_beanstalkd.client import PipelinedClient, describe, put_command
-from pulpo_beanstalkd.codec import delay_of, encode, priority_of
+from pulpo_beanstalkd.client import PipelinedClient, describe
+from pulpo_beanstalkd.codec import delay_of, encode, priority_of, ttr_of
 from pulpo_beanstalkd.connection import Connection
-from pulpo_beanstalkd.jobs import BuryReasons
+from pulpo_beanstalkd.reservations import Reasons
 from pulpo_beanstalkd.settings import BeanstalkdSettings
 from pulpo_core.errors import AdapterError, PartialEnqueue
-from pulpo_core.message import DEFAULT_TTR, Message
+from pulpo_core.message import Message
 
 #: How many puts ``enqueue_many`` writes before reading their answers.
 PUTS_PER_WRITE = 500
 
 
-def put_of(message: Message, encoding: str) -> tuple[bytes, int]:
-    """The ``put`` command of ``message`` and the size of its body.
-
-    The message's own ttr is the job's (the core sets it at publish); one put by hand
-    without a ttr gets the core's default.
-    """
-    data = encode(message, encoding)
-    command = put_command(data, priority_of(message), delay_of(message.delay),
-                          message.ttr or DEFAULT_TTR)
-    return command, len(data)
-
-
 class Publisher:
-    """Puts jobs into ``default_tube`` on the producer connection."""
+    """Puts jobs on the producer connection (which uses ``default_tube``)."""
 
-    def __init__(self, settings: BeanstalkdSettings, producer: Connection,
-                 reasons: BuryReasons) -> None:
+    def __init__(
+        self, settings: BeanstalkdSettings, producer: Connection, reasons: Reasons
+    ) -> None:
         self.settings = settings
-        self._producer = producer
-        self._reasons = reasons
+        self.producer = producer
+        self.reasons = reasons
+        self.encoding = settings.encoding
+        self.wait = settings.reconnect_timeout
 
     def enqueue(self, message: Message) -> Message:
-        command, size = put_of(message, self.settings.encoding)
+        data = encode(message, self.encoding)
+        priority = priority_of(message)
+        delay = delay_of(message.delay)
+        ttr = ttr_of(message)
 
         def put(client: PipelinedClient) -> int:
-            return client.put_raw(command)
+            return client.put_raw(data, priority, delay, ttr)
 
         try:
             # A put whose connection broke is sent again on a new one: the job is queued at
             # least once (twice only if the server stored it and then lost the line).
-            job_id = self._producer.call(put, wait=self.settings.reconnect_timeout)
+            job_id = self.producer.call(put, wait=self.wait)
         except greenstalk.BeanstalkdError as error:
-            raise AdapterError(self.refused(error, size)) from None
+            raise AdapterError(self.refused(error, len(data))) from None
         return message.with_id(str(job_id))
 
     def enqueue_many(self, messages: Sequence[Message]) -> list[Message]:
@@ -65,11 +59,15 @@ class Publisher:
         """
         messages = list(messages)
         sizes = [0] * len(messages)
-        encoding = self.settings.encoding
+        encoding = self.encoding
 
         def command_of(number: int) -> bytes:
-            command, sizes[number] = put_of(messages[number], encoding)
-            return command
+            message = messages[number]
+            data = encode(message, encoding)
+            sizes[number] = len(data)
+            return b"put %d %d %d %d\r\n%b\r\n" % (
+                priority_of(message), delay_of(message.delay), ttr_of(message),
+                len(data), data)
 
         outcomes: list[int | greenstalk.BeanstalkdError] = []
 
@@ -77,7 +75,7 @@ class Publisher:
             client.put_stream(len(messages), command_of, outcomes, PUTS_PER_WRITE)
 
         try:
-            self._producer.call(put_all, wait=self.settings.reconnect_timeout)
+            self.producer.call(put_all, wait=self.wait)
         except (AdapterError, ValueError) as error:
             if not outcomes:
                 raise
@@ -101,10 +99,9 @@ class Publisher:
         return [message for message in queued if message is not None]
 
     def refused(self, error: greenstalk.BeanstalkdError, size: int) -> str:
-        """Why the server refused a job of ``size`` bytes, in one sentence."""
         where = f"beanstalkd at {self.settings.address}"
         if isinstance(error, greenstalk.JobTooBigError):
-            limit = self._max_job_size()
+            limit = self.max_job_size()
             return (f"the job is {size} bytes, more than the max-job-size of {limit} bytes of "
                     f"{where} (its -z option); the job was not queued")
         if isinstance(error, greenstalk.DrainingError):
@@ -114,16 +111,16 @@ class Publisher:
             return f"{where} is out of memory; the job was not queued"
         if isinstance(error, greenstalk.BuriedError):
             if error.id is not None:
-                self._reasons.remember(
-                    error.id, "beanstalkd was out of memory when the job was queued")
+                self.reasons.remember(
+                    error.id, "beanstalkd was out of memory when the job was queued"
+                )
             return (f"{where} ran out of memory and buried the new job {error.id} at once: it is "
                     f"stored but will not run until kicked (pulpo kick)")
         return f"{where} refused the job: {describe(error)}"
 
-    def _max_job_size(self) -> str:
+    def max_job_size(self) -> str:
         try:
-            stats = self._producer.call(lambda client: client.stats(),
-                                        wait=self.settings.reconnect_timeout)
+            stats = self.producer.call(lambda client: client.stats(), wait=self.wait)
         except (AdapterError, greenstalk.Error):
             return "an unknown number of"
         return str(stats["max-job-size"])

@@ -10,6 +10,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FileQueueAdapter", "FileQueueConfig"]
 
+__version__ = "0.1.0"
+
 
 def __getattr__(name: str) -> Any:
     # Imported on first use so that loading the plugin stays cheap.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import attrs
 
-from pulpo_core.config import at_least, more_than, one_of
+from pulpo_core.config import at_least, between, more_than, one_of
+from pulpo_core.message import MAX_TTR
 
 #: The section the ``file`` adapter reads, whichever alias selected it.
 SECTION = "file_queue_adapter"
@@ -34,7 +35,9 @@ class FileQueueConfig:
     enable_archive: bool = False
     #: Deprecated spelling of the top-level ``ttr`` (the core reads it; see
     #: ``Pulpo._apply_deprecated_ttr``): the adapter itself trusts each job's own ``ttr``.
-    ttr: int | None = attrs.field(default=None, validator=attrs.validators.optional(at_least(1)))
+    ttr: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(between(1, MAX_TTR, "seconds"))
+    )
     #: Seconds between two looks for expired leases (reserved jobs whose worker died).
     lease_check_interval: float = attrs.field(default=1.0, validator=more_than(0))
     #: Seconds between two full rebuilds of a worker's index from the ``ready/`` folder.

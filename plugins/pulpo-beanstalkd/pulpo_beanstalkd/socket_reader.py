@@ -1,15 +1,10 @@
-"""beanstalkd's answers read straight off a socket, and kernel timeouts on that socket."""
+"""Reading beanstalkd's answers off a blocking socket, with a short spin before sleeping."""
 
 from __future__ import annotations
 
 import socket
 import struct
 import time
-
-#: The most a single read takes off the socket.
-RECV_SIZE = 65536
-#: How many reads sleep at once after an answer took longer than the spin wait.
-COOLDOWN = 64
 
 
 class SocketReader:
@@ -90,6 +85,12 @@ class SocketReader:
     def close(self) -> None:
         """Drop what is buffered (the socket is closed by its owner)."""
         self._buffer.clear()
+
+
+#: The most a single read takes off the socket.
+RECV_SIZE = 65536
+#: How many reads sleep at once after an answer took longer than the spin wait.
+COOLDOWN = 64
 
 
 def set_timeouts(sock: socket.socket, seconds: float) -> None:

@@ -1,4 +1,4 @@
-"""What the adapter knows of a job: its id, its counters, its reservation, its bury reason."""
+"""What the adapter keeps about jobs: reservations, attempts read lazily, bury reasons."""
 
 from __future__ import annotations
 
@@ -6,25 +6,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-import greenstalk
 
-from pulpo_beanstalkd.connection import Connection
-
-#: Seconds taken off a job's ttr to tell when the server may have taken it back: the server's
-#: clock starts before this process reads the reserve's answer, and counts in whole seconds.
-LEASE_MARGIN = 1.0
 #: How many bury reasons a process remembers for ``peek`` (beanstalkd stores none).
 REASONS_KEPT = 10_000
-
-
-def job_ref(job_id: int) -> greenstalk.Job[bytes]:
-    """A job as greenstalk's commands take it (only the id is used)."""
-    return greenstalk.Job(job_id, b"")
-
-
-def job_stats(connection: Connection, job_id: int, wait: float) -> greenstalk.StatsJob:
-    """``stats-job`` on ``connection`` (``NotFoundError`` when there is no such job)."""
-    return connection.call(lambda client: client.stats_job(job_id), wait=wait)
 
 
 def failed_runs(stats: Mapping[str, Any], reserved: bool) -> int:
@@ -78,8 +62,13 @@ class Reservation:
         self.deadline = now + ttr - LEASE_MARGIN
 
 
-class BuryReasons:
-    """Why this process buried jobs, the latest :data:`REASONS_KEPT` of them, for ``peek``."""
+#: Seconds taken off a job's ttr to tell when the server may have taken it back: its clock
+#: starts before this process reads the reserve's answer, and counts in whole seconds.
+LEASE_MARGIN = 1.0
+
+
+class Reasons:
+    """The bury reasons this process knows, the :data:`REASONS_KEPT` most recent."""
 
     def __init__(self) -> None:
         self._reasons: dict[int, str] = {}
