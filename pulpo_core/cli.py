@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from pulpo_core import cli_types as arg
 
 if TYPE_CHECKING:
     from pulpo_core.app import Pulpo
@@ -41,85 +42,6 @@ class _VersionAction(argparse.Action):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
-
-
-# -- argument types: each names the bad value ---------------------------------------------
-
-
-def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def _count(text: str) -> int:
-    value = _whole(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds of at least 0")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return value
-
-
-def _ttr(text: str) -> int:
-    """``--ttr``: the one bound and the one sentence of :func:`pulpo_core.message.check_ttr`."""
-    from pulpo_core.message import TTR_RANGE, check_ttr
-
-    try:
-        value = float(text)
-        checked = check_ttr(int(value) if value.is_integer() else value)
-    except (ValueError, OverflowError):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a ttr: a ttr is {TTR_RANGE}"
-        ) from None
-    assert checked is not None
-    return checked
-
-
-def _expiration(text: str) -> Any:
-    try:
-        return _seconds(text)
-    except argparse.ArgumentTypeError:
-        pass
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither a number of seconds nor an ISO-8601 date and time"
-        ) from None
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    from pulpo_core.message import load_json
-
-    try:
-        value = load_json(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
-    return value
-
-
-# -- the parser ---------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,27 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--request-type", required=True, metavar="T", help="the job type")
     publish.add_argument("--payload", metavar="P", help="body['payload'], a string")
     publish.add_argument(
-        "--body", type=_json_object, metavar="JSON", help="the body, a JSON object"
+        "--body", type=arg.json_object, metavar="JSON", help="the body, a JSON object"
     )
     publish.add_argument(
-        "--priority", type=_whole, metavar="N", help="0 most urgent .. 4294967295 least (clamped)"
+        "--priority", type=arg.whole, metavar="N",
+        help="0 most urgent .. 4294967295 least (clamped)",
     )
-    publish.add_argument("--delay", type=_seconds, metavar="SECONDS", help="run no sooner")
+    publish.add_argument("--delay", type=arg.seconds, metavar="SECONDS", help="run no sooner")
     publish.add_argument(
         "--expiration",
-        type=_expiration,
+        type=arg.expiration,
         metavar="SECONDS|ISO-8601",
         help="never run after this (seconds from now, or a date and time)",
     )
     publish.add_argument(
-        "--ttr", type=_ttr, metavar="SECONDS", help="lease of a reserved job"
+        "--ttr", type=arg.ttr, metavar="SECONDS", help="lease of a reserved job"
     )
-    publish.add_argument("--count", type=_count, default=1, metavar="N", help="publish N such jobs")
+    publish.add_argument("--count", type=arg.count, default=1, metavar="N",
+                         help="publish N such jobs")
     publish.add_argument(
         "--unique-key", metavar="K", help="publish only if no live job holds this key"
     )
     publish.add_argument(
-        "--unique-for", type=_positive_seconds, metavar="SECONDS", help="hold the key this long"
+        "--unique-for", type=arg.positive_seconds, metavar="SECONDS", help="hold the key this long"
     )
     publish.set_defaults(run=cmd_publish)
 
@@ -183,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     delete.set_defaults(run=cmd_delete)
 
     kick = commands.add_parser("kick", help="move buried jobs back to ready; prints how many")
-    kick.add_argument("bound", nargs="?", type=_count, metavar="N", help="at most N (default: all)")
+    kick.add_argument("bound", nargs="?", type=arg.count, metavar="N",
+                      help="at most N (default: all)")
     kick.set_defaults(run=cmd_kick)
 
     stats = commands.add_parser("stats", help="job counts by state")
