@@ -18,7 +18,7 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.md"
 BENCHMARKS = ("bench_startup", "bench_file", "bench_file_disk", "bench_beanstalkd",
-              "bench_redis")
+              "bench_redis", "bench_pool")
 
 
 def load(name: str) -> ModuleType | None:

@@ -17,6 +17,8 @@ from pulpo_core.handlers import HandlerRegistry
 from pulpo_core.lease import LeaseKeeper
 from pulpo_core.message import DEFAULT_PRIORITY, Message
 from pulpo_core.plugins import PulpoPluginManager, build_plugin_manager
+from pulpo_core.pool.limits import limit_for, run_limited
+from pulpo_core.pool.settings import WorkerSettings, worker_settings
 from pulpo_core.registry import (
     AdapterEntry,
     collect_adapters,
@@ -58,10 +60,13 @@ class Pulpo:
             self.adapters, self.config.queue_adapter_type, hints
         )
         self._check_sections()
+        #: The checked ``[worker]`` section: the pool's shape and limits.
+        self.worker_settings: WorkerSettings = worker_settings(self.config)
         self._apply_deprecated_ttr()
         self.handlers = HandlerRegistry()
         self._collect_handlers()
         self._queue_adapter: QueueAdapter | None = None
+        self._slot = threading.local()
         self._adapter_lock = threading.Lock()
         self._stopping = threading.Event()
         self._leases = LeaseKeeper()
@@ -122,13 +127,35 @@ class Pulpo:
 
     @property
     def queue_adapter(self) -> QueueAdapter:
-        """The adapter in use, created on first use from its config section."""
+        """The adapter in use, created on first use from its config section (a pool slot's
+        thread has an adapter of its own: see :meth:`new_adapter`)."""
+        own: QueueAdapter | None = getattr(self._slot, "adapter", None)
+        if own is not None:
+            return own
         if self._queue_adapter is None:
             with self._adapter_lock:
                 if self._queue_adapter is None:
                     entry = self._adapter_entry
                     self._queue_adapter = create_adapter(entry, self.config.section(entry.section))
         return self._queue_adapter
+
+    def new_adapter(self) -> QueueAdapter:
+        """A new adapter from the factory; the calling thread uses it from now on (a pool slot:
+        clients such as greenstalk are not thread-safe). Close it with :meth:`drop_adapter`.
+        An adapter class that sets ``thread_safe = True`` is shared by every slot instead."""
+        if getattr(self.queue_adapter, "thread_safe", False) is True:
+            return self.queue_adapter
+        entry = self._adapter_entry
+        adapter = create_adapter(entry, self.config.section(entry.section))
+        self._slot.adapter = adapter
+        return adapter
+
+    def drop_adapter(self) -> None:
+        """Close the calling thread's own adapter; it uses the shared one again."""
+        adapter: QueueAdapter | None = getattr(self._slot, "adapter", None)
+        self._slot.adapter = None
+        if adapter is not None and adapter is not self._queue_adapter:
+            adapter.close()
 
     def publish(self, message: Message) -> Message:
         """Queue a job; return it with its ``id`` set by the adapter.
@@ -277,8 +304,11 @@ class Pulpo:
         if handler is None:
             return Result.fatal(f"no handler for request type {message.request_type!r}")
         ttr = message.ttr or self.config.ttr
+        limit = limit_for(self.worker_settings, message.request_type, handler.target)
         with self._leases.keep(self.queue_adapter, message, ttr):
-            return handler(message)
+            if limit > 0 and not handler.is_async:
+                return run_limited(handler, message, limit)  # type: ignore[no-any-return]
+            return handler(message, limit)
 
     def _publish_follow_ups(self, result: Result) -> Result:
         try:

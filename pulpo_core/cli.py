@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pulpo_core import cli_types as arg
+from pulpo_core.pool.flags import add_pool_flags
 
 if TYPE_CHECKING:
     from pulpo_core.app import Pulpo
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     worker = commands.add_parser("worker", help="process jobs until shut down")
+    add_pool_flags(worker, arg.seconds)
     worker.add_argument(
         "--with-scheduler", action="store_true", help="publish the schedules' ticks too"
     )
@@ -142,25 +144,30 @@ def load_settings(config_file: str | None) -> dict[str, Any] | None:
     return {}
 
 
-def make_app(args: argparse.Namespace) -> Pulpo:
+def make_app(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Pulpo:
     from pulpo_core.app import Pulpo
 
-    return Pulpo(load_settings(args.config))
+    settings = load_settings(args.config) or {}
+    for section, values in (overrides or {}).items():
+        given = settings.get(section)
+        settings[section] = {**(given if isinstance(given, dict) else {}), **values}
+    return Pulpo(settings)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from pulpo_core.pool.command import run_worker_command
+
     # Handlers named in the config table ("tasks:send_email") are the project's own modules:
     # import them from the folder the worker runs in, as `python -m pulpo_core` would.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if not args.with_scheduler:
+        return run_worker_command(args, make_app)
+    from pulpo_core.schedules.commands import run_worker_with_scheduler
+
     app = make_app(args)
     try:
-        if args.with_scheduler:
-            from pulpo_core.schedules.commands import run_worker_with_scheduler
-
-            run_worker_with_scheduler(app)
-        else:
-            app.start()
+        run_worker_with_scheduler(app)
     finally:
         app.close()
     return EXIT_OK

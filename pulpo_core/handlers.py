@@ -19,6 +19,7 @@ import cattrs
 from pulpo_core.converter import converter, describe_error
 from pulpo_core.errors import PluginError
 from pulpo_core.message import Message
+from pulpo_core.pool.limits import await_limited, submit
 from pulpo_core.result import FatalError, Result, TransientError
 
 
@@ -67,9 +68,14 @@ class Handler:
         self.request_type = request_type
         self._call: Callable[..., Any] = call
         self.body_type, self._wants_message = _body_type(call)
+        self.is_async = inspect.iscoroutinefunction(call)
 
-    def __call__(self, message: Message) -> Result:
-        """Run the handler and turn whatever it does into a :class:`Result`."""
+    def __call__(self, message: Message, time_limit: float = 0.0) -> Result:
+        """Run the handler and turn whatever it does into a :class:`Result`.
+
+        An ``async def`` handler runs on the process's event loop; its task is cancelled at
+        ``time_limit`` seconds (0: none) and the job fails with the time limit reason.
+        """
         try:
             if self.body_type is None:
                 returned = self._call(message)
@@ -82,6 +88,8 @@ class Handler:
                     )
                 args = (body, message) if self._wants_message else (body,)
                 returned = self._call(*args)
+            if inspect.iscoroutine(returned):
+                returned = await_limited(submit(returned), time_limit)
         except TransientError as error:
             return Result.transient(error)
         except FatalError as error:

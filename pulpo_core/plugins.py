@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = (
     "pulpo_core.defaults.memory",
     "pulpo_core.defaults.policy",
     "pulpo_core.defaults.entry_point_handlers",
+    "pulpo_core.defaults.worker_section",
     "pulpo_core.defaults.schedules",
 )
 

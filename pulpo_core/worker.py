@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from pulpo_core.adapter import Flushing, QueueAdapter, Releasing
 from pulpo_core.errors import AdapterError
+from pulpo_core.pool.settings import worker_settings
+from pulpo_core.pool.slots import Recycler, run_slots
 
 if TYPE_CHECKING:
     from pulpo_core.host import App
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pulpo.worker")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: The exit code of a worker stopped by a second SIGINT.
+EXIT_INTERRUPTED = 130
 
 
 @contextlib.contextmanager
@@ -32,8 +37,14 @@ def _stop_on_signals(app: App) -> Iterator[None]:
         return
 
     def ask_to_stop(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and app.stopping.is_set():
+            # A second Ctrl-C: stop at once; the queue gets the running jobs back as this
+            # process's connections close (beanstalkd) or their leases end (file).
+            log.warning("received SIGINT again: stopping now, running jobs go back to the queue")
+            os._exit(EXIT_INTERRUPTED)
         log.info(
-            "received %s: finishing the running job, then stopping", signal.Signals(signum).name
+            "received %s: finishing the running job(s), then stopping",
+            signal.Signals(signum).name,
         )
         app.stop()
 
@@ -52,25 +63,40 @@ def _line_buffer_output() -> None:
             stream.reconfigure(line_buffering=True)
 
 
-def run_worker(app: App) -> None:
+def run_worker(app: App) -> bool:
     """Process jobs until the app is asked to stop or the queue stays empty long enough.
 
     A ``stop()`` that comes before this starts is kept: the loop then takes no job. The stop
-    flag is cleared when the worker ends, so the app can be started again.
+    flag is cleared when the worker ends, so the app can be started again. With ``threads``
+    above 1 (section ``[worker]``) that many slots run at once, each with its own adapter.
+    Returns whether the worker stopped to be recycled (``max_jobs_per_child``,
+    ``max_memory_per_child``).
     """
     config = app.config
+    settings = worker_settings(config)
+    recycler = Recycler(app, settings)
     if not config.enable_output_buffering:
         _line_buffer_output()
     with _stop_on_signals(app):
         try:
             app.load_handlers()
             app.hook.pulpo_worker_start(app=app)
-            log.info("worker started on the %s adapter", config.queue_adapter_type)
+            log.info(
+                "worker started on the %s adapter: pool of %d process(es) x %d thread(s), "
+                "pid %d",
+                config.queue_adapter_type,
+                settings.processes,
+                settings.threads,
+                os.getpid(),
+            )
             processed = 0
             adapter: QueueAdapter | None = None
             try:
-                adapter = app.queue_adapter
-                processed = _loop(app, adapter)
+                if settings.threads > 1:
+                    processed = run_slots(app, settings, _loop, recycler)
+                else:
+                    adapter = app.queue_adapter
+                    processed = _loop(app, adapter, recycler.after_job)
             finally:
                 if adapter is not None:
                     _flush(adapter)
@@ -78,9 +104,10 @@ def run_worker(app: App) -> None:
                 log.info("worker stopped after %d job(s)", processed)
         finally:
             app.stopping.clear()
+    return recycler.reason is not None
 
 
-def _loop(app: App, adapter: QueueAdapter) -> int:
+def _loop(app: App, adapter: QueueAdapter, after_job: Callable[[], None]) -> int:
     config = app.config
     limit = config.shutdown_after_number_of_empty_iterations
     pause = max(config.sleep_duration, 0.1)
@@ -123,6 +150,7 @@ def _loop(app: App, adapter: QueueAdapter) -> int:
             # back to ready when its lease runs out; the worker goes on with the next one.
             log.exception("job %s could not be settled", message.id)
         processed += 1
+        after_job()
     return processed
 
 

@@ -45,6 +45,9 @@ class _Job:
 class MemoryQueueAdapter:
     """An in-process queue implementing the whole adapter protocol."""
 
+    #: Every pool slot of the process shares this one adapter (its state is the queue).
+    thread_safe = True
+
     def __init__(self, section: Mapping[str, Any] | None = None) -> None:
         load_section(SECTION, section or {}, MemorySettings)
         self._lock = threading.RLock()
