@@ -21,7 +21,7 @@ import cattrs
 from pulpo_core.converter import describe_error
 from pulpo_core.errors import ConfigError
 from pulpo_core.logformat import LOG_FORMATS
-from pulpo_core.message import DEFAULT_TTR, TTR_RANGE, check_ttr, load_json
+from pulpo_core.message import DEFAULT_TTR, MAX_TTR, TTR_RANGE, check_ttr, load_json
 
 T = TypeVar("T")
 ENV_VAR = "PULPO_CONFIG"
@@ -275,6 +275,9 @@ def load_config(
             sections[str(key)] = dict(value)
         else:
             raise ConfigError(_unknown_key(str(key), [*CORE_KEYS, *plugin_key_owners], hints))
+    ttr = values.get("ttr")
+    if type(ttr) is int or (type(ttr) is float and not 0 <= ttr <= MAX_TTR):
+        check_ttr_key("ttr", ttr)  # out of the bound: the one sentence, before the type's
     config = _structure("", values, Config)
     plugin_settings: dict[str, Any] = {}
     for cls, given in plugin_values.items():
@@ -330,6 +333,10 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"configuration file {str(file)!r} cannot be read: {reason}") from None
     try:
         data = load_json(text) if file.suffix.lower() == ".json" else tomllib.loads(text)
+    except RecursionError:  # tomllib's arrays and tables, nested too deeply
+        raise ConfigError(
+            f"configuration file {str(file)!r} is not valid: it is nested too deeply to be read"
+        ) from None
     except ValueError as error:
         raise ConfigError(f"configuration file {str(file)!r} is not valid: {error}") from None
     if not isinstance(data, dict):

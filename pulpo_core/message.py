@@ -313,11 +313,15 @@ class Message:
         try:
             if not _flat_json(self.body):  # most bodies are: skip the encoder then
                 _check_json(self.body)
+        except RecursionError:
+            raise ValueError("body is not JSON serialisable: it is nested too deeply") from None
         except (TypeError, ValueError) as error:
             raise ValueError(f"body is not JSON serialisable: {error}") from None
         try:
             if self.extra_header:  # most messages have none: skip the encoder then
                 _check_json(self.extra_header)
+        except RecursionError:
+            raise ValueError("header is not JSON serialisable: it is nested too deeply") from None
         except (TypeError, ValueError) as error:
             raise ValueError(f"header is not JSON serialisable: {error}") from None
         self.check_schedule()

@@ -11,6 +11,7 @@ one.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -107,9 +108,12 @@ class BeanstalkdQueueAdapter:
             except ValueError as error:
                 self._bury_unreadable(job_id, error)
                 continue
-            self._reserved[job_id] = Reservation(generation, server, attempts, body)
+            reservation = Reservation(generation, server, attempts, body)
+            reserved_at = time.monotonic()
+            self._reserved[job_id] = reservation
             if message.ttr is None:  # put by another client in pulpo's format, without a ttr
                 message = attrs.evolve(message, ttr=self._server_ttr(job_id))
+            reservation.renew(message.ttr or 0, reserved_at)
             return message
 
     def _server_ttr(self, job_id: int) -> int:
@@ -157,9 +161,12 @@ class BeanstalkdQueueAdapter:
         worker = self._worker
         with worker.lock:
             client = worker.client
-            if client is not None and reservation is not None and self._ours(reservation):
+            if (client is not None and reservation is not None and self._ours(reservation)
+                    and time.monotonic() < reservation.deadline):
                 # Sent now, its answer read with the next command's (the worker's next
                 # reserve): the server deletes the job at once, and no one waits for that.
+                # Past the lease's deadline it is asked below, so a job another worker took
+                # after its ttr ran out is reported as no longer held.
                 try:
                     client.send_delete(job_id, reservation.body)
                 except OSError as error:
@@ -182,7 +189,7 @@ class BeanstalkdQueueAdapter:
             if why_not:
                 log.info("job %d was done; %s", job_id, why_not)
                 return False
-            if reservation is not None:
+            if reservation is not None and not self._ours(reservation):
                 log.info("job %d deleted after reconnecting", job_id)
             return True
         except greenstalk.NotFoundError:
@@ -320,11 +327,15 @@ class BeanstalkdQueueAdapter:
             if not self._ours(self._reserved.get(job_id)):
                 raise AdapterError(f"job {job_id} was reserved on a connection that dropped; "
                                    f"beanstalkd has released it")
+            now = time.monotonic()
             try:
                 worker.call(lambda client: client.touch(_job(job_id)), wait=0, retry=False)
             except greenstalk.NotFoundError:
                 raise AdapterError(f"job {job_id} is no longer reserved by this worker; its "
                                    f"lease cannot be renewed") from None
+            reservation = self._reserved.get(job_id)
+            if reservation is not None:
+                reservation.renew(message.ttr or 0, now)
 
     # -- operating ----------------------------------------------------------------------------
 

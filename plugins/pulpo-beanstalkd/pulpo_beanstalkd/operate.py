@@ -69,12 +69,14 @@ class Operations:
         self._ours_to_operate(job_id, stats)
         state = stats["state"]
         attempts = failed_runs(stats, reserved=state == "reserved")
+        why_buried = None
         try:
             message = decode(job.body, job_id, self.encoding, attempts)
         except ValueError as error:
             message = unreadable(job.body, job_id, self.encoding, error)
+            why_buried = f"not a pulpo message: {error}"  # why any worker buries it
         if state == "buried":
-            reason = self.reasons.get(job_id) or (
+            reason = self.reasons.get(job_id) or why_buried or (
                 "unknown here: beanstalkd does not store bury reasons; the worker that buried "
                 f"the job logged it (search its log for 'job {job_id}')")
             message = attrs.evolve(

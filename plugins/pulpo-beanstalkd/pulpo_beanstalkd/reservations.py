@@ -53,6 +53,18 @@ class Reservation:
     attempts: LazyAttempts
     #: The job's body as reserved (kept to recognise the job after a reconnection).
     body: bytes
+    #: Until when (``time.monotonic()``) the server surely still holds the job for this worker:
+    #: its ttr from the reserve or the last touch, less :data:`LEASE_MARGIN`.
+    deadline: float = 0.0
+
+    def renew(self, ttr: int, now: float) -> None:
+        """The server has just started the job's ttr again (reserve, touch)."""
+        self.deadline = now + ttr - LEASE_MARGIN
+
+
+#: Seconds taken off a job's ttr to tell when the server may have taken it back: its clock
+#: starts before this process reads the reserve's answer, and counts in whole seconds.
+LEASE_MARGIN = 1.0
 
 
 class Reasons:

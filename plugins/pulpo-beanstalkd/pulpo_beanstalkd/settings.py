@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from pulpo_core.config import InvalidValue, at_least, between, more_than
 from pulpo_core.errors import ConfigError
 
 SECTION = "beanstalkd_queue_adapter"
@@ -20,60 +21,31 @@ def _key(name: str) -> str:
     return f"'{SECTION}.{name}'"
 
 
-def check_tube(key: str, value: str) -> None:
-    """Refuse a name beanstalkd would not take as a tube."""
+#: What a tube name may be, in the words of every refusal.
+TUBE_NAME_RULE = ("a beanstalkd tube name (1 to 200 of the characters "
+                  "A-Z a-z 0-9 - + / ; . $ _ ( ), not starting with '-')")
+
+
+def _tube(_instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     if not TUBE_NAME.match(value):
-        raise ConfigError(
-            f"configuration key {key} must be a beanstalkd tube name (1 to 200 of the "
-            f"characters A-Z a-z 0-9 - + / ; . $ _ ( ), not starting with '-'), not {value!r}"
-        )
+        raise InvalidValue(attribute.name, TUBE_NAME_RULE, value)
 
 
-def _port(_instance: Any, _attribute: Any, value: int) -> None:
-    if not 1 <= value <= 65535:
-        raise ConfigError(f"configuration key {_key('port')} must be 1 to 65535, not {value!r}")
-
-
-def _positive(instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
-    if value <= 0:
-        raise ConfigError(
-            f"configuration key {_key(attribute.name)} must be more than 0 seconds, not {value!r}"
-        )
-
-
-def _zero_to_one_second(_instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0 <= value <= 1:
-        raise ConfigError(
-            f"configuration key {_key(attribute.name)} must be 0 to 1 second, not {value!r}"
-        )
-
-
-def _at_least_one(_instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 1:
-        # Observed with beanstalkd 1.12: while clients poll (reserve-with-timeout 0 in a loop)
-        # the server does not time out reserved jobs, so a worker must wait in reserve.
-        raise ConfigError(
-            f"configuration key {_key(attribute.name)} must be at least 1 second, not {value!r}: "
-            f"a worker that polls keeps beanstalkd from timing out other workers' jobs"
-        )
-
-
-def _tube(_instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
-    check_tube(_key(attribute.name), value)
-
-
-def _tubes(_instance: Any, attribute: attrs.Attribute[tuple[str, ...]], value: Any) -> None:
+def _tubes(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     for tube in value:
-        check_tube(_key(attribute.name), tube)
+        _tube(instance, attribute, tube)
 
 
-def _encoding(_instance: Any, _attribute: Any, value: str) -> None:
+def _encoding(_instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     try:
         codecs.lookup(value)
     except LookupError:
-        raise ConfigError(
-            f"configuration key {_key('encoding')} must name a text encoding, not {value!r}"
-        ) from None
+        raise InvalidValue(attribute.name, "a text encoding", value) from None
+
+
+#: Observed with beanstalkd 1.12: while clients poll (reserve-with-timeout 0 in a loop) the
+#: server does not time out reserved jobs, so a worker must wait in reserve.
+_NO_POLLING = "a worker that polls keeps beanstalkd from timing out other workers' jobs"
 
 
 @attrs.frozen
@@ -82,27 +54,27 @@ class BeanstalkdSettings:
 
     #: The server's address.
     host: str = "127.0.0.1"
-    port: int = attrs.field(default=11300, validator=_port)
+    port: int = attrs.field(default=11300, validator=between(1, 65535))
     #: Seconds any single wait on the server may take; a half-open connection fails after it.
-    socket_timeout: float = attrs.field(default=10.0, validator=_positive)
+    socket_timeout: float = attrs.field(default=10.0, validator=more_than(0, "seconds"))
     #: The tube jobs are published to. Not beanstalkd's "default": a worker buries whatever is
     #: not a pulpo message, so pulpo keeps to a tube of its own.
     default_tube: str = attrs.field(default="pulpo", validator=_tube)
     #: How job bodies (JSON text) are encoded to bytes.
     encoding: str = attrs.field(default="utf-8", validator=_encoding)
     #: Whole seconds a worker's ``reserve`` waits for a job before ``dequeue`` returns None.
-    reserve_timeout: int = attrs.field(default=1, validator=_at_least_one)
+    reserve_timeout: int = attrs.field(default=1, validator=at_least(1, "second", _NO_POLLING))
     #: The tubes a worker takes jobs from; empty means ``[default_tube]``.
     watch: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_tubes)
     #: First pause before reconnecting after a failed attempt; doubled after each failure.
-    reconnect_delay: float = attrs.field(default=0.1, validator=_positive)
+    reconnect_delay: float = attrs.field(default=0.1, validator=more_than(0, "seconds"))
     #: The longest pause between two reconnection attempts.
-    max_reconnect_delay: float = attrs.field(default=5.0, validator=_positive)
+    max_reconnect_delay: float = attrs.field(default=5.0, validator=more_than(0, "seconds"))
     #: How long publish and the operator commands keep trying to reach a server that is down.
-    reconnect_timeout: float = 10.0
+    reconnect_timeout: float = attrs.field(default=10.0, validator=at_least(0, "seconds"))
     #: Seconds a read polls for the server's answer before it sleeps (0: sleep at once).
     #: Answers from a nearby server come sooner than a sleeping process wakes up.
-    spin_wait: float = attrs.field(default=0.00005, validator=_zero_to_one_second)
+    spin_wait: float = attrs.field(default=0.00005, validator=between(0, 1, "second"))
 
     def __attrs_post_init__(self) -> None:
         if self.reserve_timeout >= self.socket_timeout:
