@@ -4,7 +4,8 @@ Real processes: publishers and workers are separate interpreters on one queue fo
 small publish logs (16 slots), so logs fill, new ones are taken and old ones drain while the
 others run; one publisher and one worker are killed with SIGKILL in the middle. Nothing
 acknowledged is lost, nothing runs twice but the killed worker's job, and once the publishers
-are gone and the jobs drained, ``logs/`` is back to one small log.
+are gone and the jobs drained, ``logs/`` is back to one small log and ``journal/`` to one
+segment.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from pulpo_file.adapter import FileQueueAdapter
+from pulpo_file.journal import QUIET_S, RETIRE_INTERVAL_S
 from pulpo_file.publog import FIRST_SIZE, SLOT
 
 from pulpo_core import Message
@@ -132,11 +134,15 @@ def test_logs_are_retired_under_publishers_workers_and_kills(tmp_path: Path) -> 
     # Once every job is done, the workers' next looks retire the logs that hold nothing.
     worker = FileQueueAdapter({"base_path": base, **SETTINGS})
     try:
-        deadline = time.monotonic() + 30
-        while len(logs_in(Path(base))) > 1 and time.monotonic() < deadline:
+        # The journal segments before the newest go once nobody wrote them for QUIET_S.
+        deadline = time.monotonic() + QUIET_S + RETIRE_INTERVAL_S + 30
+        while time.monotonic() < deadline and (
+            len(logs_in(Path(base))) > 1 or len(segments_in(Path(base))) > 1
+        ):
             assert worker.dequeue() is None
             time.sleep(0.1)
         assert len(logs_in(Path(base))) <= 1, logs_in(Path(base))
+        assert len(segments_in(Path(base))) == 1, segments_in(Path(base))
         assert worker.stats()["total"] == 0
     finally:
         worker.close()
@@ -166,3 +172,41 @@ def test_a_log_that_a_live_publisher_holds_is_never_retired(tmp_path: Path) -> N
     finally:
         publisher.close()
         worker.close()
+
+
+def segments_in(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder / "journal"))
+
+
+def test_quiet_journal_segments_are_retired_and_readers_behind_catch_up(tmp_path: Path) -> None:
+    settings = {"base_path": str(tmp_path), "journal_segment_size": 4096}
+    publisher, worker = FileQueueAdapter(settings), FileQueueAdapter(settings)
+    behind = FileQueueAdapter(settings)
+    try:
+        assert behind.dequeue() is None  # it tails the journal from its first segment, then sleeps
+        for n in range(300):
+            publisher.enqueue(Message("t", payload=f"{n}"))
+        while (message := worker.dequeue()) is not None:
+            worker.commit(message)
+        written = segments_in(tmp_path)
+        assert len(written) >= 3, written
+        # Just written: a writer or a reader may still be on them, so they stay.
+        worker._journal._next_retire = 0.0
+        assert worker.dequeue() is None
+        assert segments_in(tmp_path) == written
+        # Once nobody wrote them for QUIET_S, the next look of an idle worker removes all but
+        # the newest.
+        old = time.time() - 60
+        for name in written[:-1]:
+            os.utime(tmp_path / "journal" / name, (old, old))
+        worker._journal._next_retire = 0.0
+        assert worker.dequeue() is None
+        assert segments_in(tmp_path) == written[-1:]
+        # The reader whose segment is gone finds the gap and rebuilds: no job is missed.
+        publisher.enqueue(Message("t", payload="after"))
+        message = behind.dequeue()
+        assert message is not None and message.payload == "after"
+        behind.commit(message)
+    finally:
+        for queue in (publisher, worker, behind):
+            queue.close()

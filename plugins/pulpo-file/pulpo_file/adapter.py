@@ -145,6 +145,7 @@ class FileQueueAdapter:
             index.rescan(settings.rescan_interval)
         self._logs.materialize_all(wait=False, budget=LOOK_BUDGET)
         gap = index.follow_journal()
+        self._journal.retire_quiet()
         now = time.monotonic()
         if gap or now >= index.next_rescan:
             self._batches.tidy(None)

@@ -25,10 +25,10 @@ with spaces, so a failed publish leaves no record behind.
 The journal lives in ``journal/`` as numbered segments (``0000000000.log``, ...). A writer that
 finds its segment past ``segment_size`` starts the next one (``O_EXCL``: one process creates it,
 the others follow), flushes the whole file system (``syncfs``: everything the old segments
-describe is then on the disk) and removes segments older than the previous two. A reader
+describe is then on the disk) and removes segments older than the previous two; idle workers
+remove the earlier ones too once nobody writes them (:meth:`Journal.retire_quiet`). A reader
 finishes a segment, keeps reading it for a grace period (a writer may have opened it just before
-the change), and moves to the next; if the next one is gone it has fallen too far behind and
-reports a gap.
+the change), and moves to the next; if the next one is gone it reports a gap.
 """
 
 from __future__ import annotations
@@ -54,8 +54,12 @@ CHECK_INTERVAL = 0.05
 WRITER_REFRESH = 1.0
 #: Seconds a reader keeps reading a finished segment for late lines.
 GRACE = 5.0
-#: Segments kept before the newest one.
+#: Segments kept before the newest one while writers move on (see :meth:`Journal.retire_quiet`).
 KEEP = 2
+#: Seconds a segment before the newest must have gone unwritten before a worker retires it.
+QUIET_S = 2 * GRACE
+#: Seconds between two looks for quiet segments to retire.
+RETIRE_INTERVAL_S = 5.0
 CHUNK = 1 << 20
 
 READY, INTENT, BURIED, GONE = b"R", b"P", b"B", b"C"
@@ -151,6 +155,7 @@ class Journal:
         self._tail: _Tail | None = None
         self._finished: list[_Tail] = []
         self._read_checked = 0.0
+        self._next_retire = 0.0
 
     # -- segments ------------------------------------------------------------------------
 
@@ -204,13 +209,11 @@ class Journal:
         """Whether segment ``number`` may have been removed, or be about to be, by a checkpoint
         that flushed the file system before the caller's last write.
 
-        Segments are removed oldest first, once the one ``KEEP + 1`` later has started, so the
-        later one is looked at first: when it does not exist yet, any checkpoint removing
-        ``number`` comes after this look.
+        A segment is removed only once a later one has started (by a writer moving on, or by
+        :meth:`retire_quiet`), so the next one is looked at first: when it does not exist yet,
+        any checkpoint removing ``number`` comes after this look.
         """
-        return os.path.exists(self._path(number + KEEP + 1)) or not os.path.exists(
-            self._path(number)
-        )
+        return os.path.exists(self._path(number + 1)) or not os.path.exists(self._path(number))
 
     def _blank_short_write(self, fd: int, data: bytes, written: int) -> None:
         """A write stored only the first ``written`` bytes of ``data`` (the disk is full): learn
@@ -262,13 +265,30 @@ class Journal:
             self._switch_writer(self._open_for_append(number), number)  # another writer did it
             return
         self._switch_writer(fd, number)
-        old = [n for n in self._numbers() if n < number - KEEP]
-        # The checkpoint makes what the old segments describe durable; it refuses (the
-        # segments stay) while their records may still be needed for a replay after a reboot.
-        if old and self.checkpoint():
-            for stale in old:
+        self._remove([n for n in self._numbers() if n < number - KEEP])
+
+    def _remove(self, numbers: list[int]) -> None:
+        # The checkpoint makes what they describe durable (it refuses while a replay needs them).
+        if numbers and self.checkpoint():
+            for number in numbers:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._path(stale))
+                    os.unlink(self._path(number))
+
+    def retire_quiet(self) -> None:
+        """Remove the segments before the newest that nobody wrote for ``QUIET_S``, after a
+        checkpoint (it refuses after a reboot until the journal is replayed); a reader keeps its
+        open segment, one that had not reached a removed one reports a gap and rebuilds."""
+        now = time.monotonic()
+        if now < self._next_retire:
+            return
+        self._next_retire = now + RETIRE_INTERVAL_S
+        quiet_since = time.time() - QUIET_S
+        quiet = []
+        for number in self._numbers()[:-1]:
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self._path(number)).st_mtime <= quiet_since:
+                    quiet.append(number)
+        self._remove(quiet)
 
     # -- reading -------------------------------------------------------------------------
 
