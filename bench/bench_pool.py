@@ -10,8 +10,11 @@ until every handler has reported done):
   file queue);
 - CPU-bound (~5 ms of pure Python): P = number of cores; goal >= 0.85 x cores x the P = 1 rate.
 
-Not measured here yet: the Dramatiq (Redis) and Huey (``-w 16 -k thread``) anchors the issue
-names. Run alone with ``python bench/bench_pool.py [--quick]``.
+The I/O-bound case also runs on pulpo-redis, side by side with its anchors on the same
+redis-server: Dramatiq with 1 process x 16 threads on its Redis broker and Huey ``-w 16 -k
+thread`` on Redis (see :mod:`pool_peers`). Every rate counts from the start of the worker
+command to the last job done, start-up included, for pulpo and the peers alike. Run alone with
+``python bench/bench_pool.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -84,22 +87,46 @@ def median_rate(settings: dict[str, Any], request_type: str, jobs: int, processe
     )
 
 
-def adapters(server_port: int | None) -> list[tuple[str, dict[str, Any]]]:
-    found: list[tuple[str, dict[str, Any]]] = [("file", {"queue_adapter_type": "file"})]
-    if server_port is not None:
-        found.append(("beanstalkd", {
-            "queue_adapter_type": "beanstalkd",
-            "beanstalkd_queue_adapter": {"host": "127.0.0.1", "port": server_port},
-        }))
-    return found
+def adapters(server_port: int) -> list[tuple[str, dict[str, Any]]]:
+    return [("file", {"queue_adapter_type": "file"}), ("beanstalkd", {
+        "queue_adapter_type": "beanstalkd",
+        "beanstalkd_queue_adapter": {"host": "127.0.0.1", "port": server_port},
+    })]
 
 
-def measure(report: list[str], quick: bool, server_port: int | None) -> None:
+def io_bound_on_redis(report: list[str], url: str, jobs: int, rounds: int) -> None:
+    """pulpo-redis at 1 x 16 (sync and async) and its anchors, on one redis-server."""
+    import pool_peers
+
+    queues = (f"pool-{n}" for n in range(1_000_000))
+    for request_type, label in (("sleep10", "sleep 10 ms, sync"),
+                                ("sleep10_async", "sleep 10 ms, async")):
+        rate = statistics.median(
+            one_run({"queue_adapter_type": "redis",
+                     "redis_queue_adapter": {"url": url, "queue": next(queues)}},
+                    request_type, jobs, 1, 16) for _ in range(rounds))
+        report.append(f"| redis | {label} | 1 x 16 | {rate:.0f} | "
+                      f"{rate / 1600:.0%} of the ideal 1,600 |")
+    for peer, run_peer in pool_peers.PEERS.items():
+        rates = []
+        for _ in range(rounds):
+            with tempfile.TemporaryDirectory(prefix="pulpo-bench-peer-") as folder:
+                log = Path(folder) / "done.log"
+                log.touch()
+                rates.append(run_peer(url, next(queues), jobs, log))
+        shape = "1 x 16 threads" if peer == "dramatiq" else "-w 16 -k thread"
+        rate = statistics.median(rates)
+        report.append(f"| redis | {peer}: sleep 10 ms | {shape} | {rate:.0f} | "
+                      f"{rate / 1600:.0%} of the ideal 1,600 (anchor) |")
+
+
+def measure(report: list[str], quick: bool, server_port: int, redis_url: str) -> None:
     sizes = QUICK_SIZES if quick else SIZES
     rounds = 1 if quick else ROUNDS
     cores = len(os.sched_getaffinity(0))
     report += ["## Worker pool", "", "| adapter | case | pool | jobs/s | note |",
                "| --- | --- | --- | --- | --- |"]
+    io_bound_on_redis(report, redis_url, sizes["io"], rounds)
     for name, base in adapters(server_port):
         for request_type, label in (("sleep10", "sleep 10 ms, sync"),
                                     ("sleep10_async", "sleep 10 ms, async")):
@@ -121,10 +148,11 @@ def measure(report: list[str], quick: bool, server_port: int | None) -> None:
 
 def run(report: list[str]) -> None:
     from bench_beanstalkd import Server
+    from bench_redis import Server as RedisServer
 
     quick = "--quick" in sys.argv or os.environ.get("PULPO_BENCH_QUICK") == "1"
-    with Server() as server:
-        measure(report, quick, server.port)
+    with Server() as server, RedisServer() as redis_server:
+        measure(report, quick, server.port, redis_server.url)
 
 
 if __name__ == "__main__":
