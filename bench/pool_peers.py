@@ -3,9 +3,9 @@ Redis broker) and Huey (``huey_consumer -w 16 -k thread`` on Redis), each runnin
 10 ms sleeping job as pulpo.
 
 Each peer's jobs are published first, then its worker is started as its own command starts it
-(a subprocess), and the run is timed from the start of that command until every job has
-appended its byte to the log, as ``bench_pool`` times ``pulpo worker``. ``run_<peer>(url, queue,
-jobs, log)`` returns jobs per second; a peer that is not installed raises
+(a subprocess), and the run is timed until every job has appended its byte to the log, as
+``bench_pool`` times ``pulpo worker`` (:func:`timed_worker`). ``run_<peer>(url, queue, jobs,
+log)`` returns its :class:`Rates`; a peer that is not installed raises
 ``ModuleNotFoundError`` (named in the results, not skipped).
 
 When imported by a peer's worker (``BENCH_POOL_PEER`` names it) this module defines the peer's
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 THREADS = 16
@@ -52,22 +52,36 @@ def _huey(url: str, queue: str) -> tuple[Any, Any]:
     return huey, huey.task(name="sleep_and_report")(sleep_and_report)
 
 
-def _timed_worker(command: list[str], env: dict[str, str], log: Path, jobs: int) -> float:
+class Rates(NamedTuple):
+    """Jobs per second from the start of the worker command (start-up included), and steady:
+    from the first job done to the last."""
+
+    total: float
+    steady: float
+
+
+def timed_worker(command: list[str], env: dict[str, str], log: Path, jobs: int) -> Rates:
+    """Run the worker ``command`` until ``log`` holds one byte per job; its rates."""
     started = time.perf_counter()
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
+    first: tuple[float, int] | None = None
     try:
         deadline = time.monotonic() + 600
-        while log.stat().st_size < jobs:
+        while (done := log.stat().st_size) < jobs:
+            if first is None and done:
+                first = (time.perf_counter(), done)
             if worker.poll() is not None:
                 raise RuntimeError(f"{command[2]} exited early ({worker.returncode})")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{command[2]} did not finish its jobs")
             time.sleep(0.005)
-        return jobs / (time.perf_counter() - started)
+        ended = time.perf_counter()
     finally:
         worker.terminate()
         worker.wait(60)
+    first_at, first_done = first or (started, 0)
+    return Rates(jobs / (ended - started), (jobs - first_done) / max(ended - first_at, 1e-9))
 
 
 def _env(peer: str, url: str, queue: str, log: Path) -> dict[str, str]:
@@ -76,22 +90,22 @@ def _env(peer: str, url: str, queue: str, log: Path) -> dict[str, str]:
             "BENCH_POOL_QUEUE": queue, "BENCH_POOL_LOG": str(log)}
 
 
-def run_dramatiq(url: str, queue: str, jobs: int, log: Path) -> float:
+def run_dramatiq(url: str, queue: str, jobs: int, log: Path) -> Rates:
     actor = _dramatiq(url, queue)
     for _ in range(jobs):
         actor.send()
     command = [sys.executable, "-m", "dramatiq", "pool_peers", "--processes", "1",
                "--threads", str(THREADS), "--queues", queue]
-    return _timed_worker(command, _env("dramatiq", url, queue, log), log, jobs)
+    return timed_worker(command, _env("dramatiq", url, queue, log), log, jobs)
 
 
-def run_huey(url: str, queue: str, jobs: int, log: Path) -> float:
+def run_huey(url: str, queue: str, jobs: int, log: Path) -> Rates:
     _, task = _huey(url, queue)
     for _ in range(jobs):
         task()
     command = [sys.executable, "-m", "huey.bin.huey_consumer", "pool_peers.huey", "-w",
                str(THREADS), "-k", "thread", "-l", os.devnull]
-    return _timed_worker(command, _env("huey", url, queue, log), log, jobs)
+    return timed_worker(command, _env("huey", url, queue, log), log, jobs)
 
 
 PEERS = {"dramatiq": run_dramatiq, "huey": run_huey}

@@ -170,3 +170,28 @@ def test_time_limit_stops_retries_and_buries(
         assert "buried" in caplog.text and "time limit of 0.5 s exceeded" in caplog.text
     else:
         assert "time limit of 0.5 s exceeded" in str(buried.extra_header.get("buried_reason"))
+
+
+def test_slots_share_the_adapter_where_it_is_thread_safe(
+    make_app: Callable[..., Pulpo], adapter_config: dict[str, Any]
+) -> None:
+    # The file queue and memory: one adapter (one index, one journal reader) for every slot;
+    # beanstalkd and redis: a connection of the slot's own (greenstalk is not thread-safe).
+    app = make_app(handlers={}, worker={"threads": 2})
+    shared = app.queue_adapter
+    seen: list[Any] = []
+
+    def slot() -> None:
+        seen.append(app.new_adapter())
+        try:
+            seen.append(app.queue_adapter)
+        finally:
+            app.drop_adapter()
+
+    thread = threading.Thread(target=slot)
+    thread.start()
+    thread.join(30)
+    expect_shared = adapter_config["queue_adapter_type"] in ("file", "memory")
+    assert (seen[0] is shared) is expect_shared, adapter_config["queue_adapter_type"]
+    assert seen[1] is seen[0]  # the slot's code publishes through its slot's adapter
+    assert app.queue_adapter is shared

@@ -53,6 +53,11 @@ class FileQueueAdapter:
     :raises AdapterError: when the queue's folders cannot be created.
     """
 
+    #: Every pool slot of a process shares one adapter: each method holds the folder lock, and one
+    #: index and one journal reader serve all the slots (16 adapters would each read the journal
+    #: and race for the same files).
+    thread_safe = True
+
     def __init__(self, section: Mapping[str, Any] | None = None) -> None:
         self.settings = load_section(SECTION, dict(section or {}), FileQueueConfig)
         self._folder = folder = Folder(self.settings)
