@@ -5,7 +5,9 @@ Claiming renames ``ready/<id>.json`` there, which only one process can do. Renew
 file to a later deadline. Any process that finds a deadline in the past renames the file to a
 name of its own (so only one does) and puts the job back in ``ready/`` with ``attempts + 1``.
 Each job's lease is its own ``ttr``; the claim's first name uses the ``ttr`` of the last job
-claimed, so a stream of jobs with one ``ttr`` costs one rename per claim.
+claimed, so a stream of jobs with one ``ttr`` costs one rename per claim. The token names the
+claiming process (see :mod:`pulpo_file.owners`): a claim whose process is gone is taken back at
+the next lease check, whatever its deadline.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pulpo_file.layout import (
     reserved_name,
     without_reason,
 )
+from pulpo_file.owners import claimant, is_gone, owner_token
 from pulpo_file.recovery import Recovery
 
 log = logging.getLogger("pulpo.file")
@@ -67,7 +70,7 @@ class Leases:
         """Claim the ready job; ``None`` when another process was first, it was not a job
         (set aside) or it is not due after all."""
         folder = self.folder
-        token = folder.token()
+        token = owner_token(folder.token())
         name = reserved_name(job_id, now_ns // 1_000_000 + self._guess_ttr * 1000, token)
         try:
             os.rename(folder.job(folder.ready, job_id), self.path(name))
@@ -106,9 +109,7 @@ class Leases:
         parsed = parse_reserved(name)
         assert parsed is not None
         renewed = reserved_name(job_id, deadline_ms, parsed[2])
-        if renewed == name:
-            return name
-        try:
+        try:  # (even onto its own name: the rename fails when the claim is gone)
             os.rename(self.path(name), self.path(renewed))
         except FileNotFoundError:
             self.held.pop(job_id, None)
@@ -167,15 +168,21 @@ class Leases:
 
     def move_lease(self, job_id: str) -> str:
         """A claimed file's path for moving a job out of ``buried/`` or an expired claim."""
-        return self.path(reserved_name(job_id, now_ms() + MOVE_LEASE_MS, self.folder.token()))
+        token = owner_token(self.folder.token())
+        return self.path(reserved_name(job_id, now_ms() + MOVE_LEASE_MS, token))
 
     def expire(self) -> None:
-        """Put every job whose lease ran out back in ``ready/`` with ``attempts + 1``."""
+        """Put every job whose lease ran out, or whose claimant is gone, back in ``ready/``
+        with ``attempts + 1``."""
         folder = self.folder
         now = now_ms()
+        gone: dict[int, bool] = {}
         for name in os.listdir(folder.reserved):
             parsed = parse_reserved(name)
-            if parsed is None or parsed[1] >= now:
+            if parsed is None:
+                continue
+            pid = claimant(parsed[2]) if parsed[1] >= now else None
+            if parsed[1] >= now and (pid is None or not gone.setdefault(pid, is_gone(pid))):
                 continue
             job_id = parsed[0]
             claimed = self.move_lease(job_id)
@@ -195,8 +202,12 @@ class Leases:
                 continue
             if self.recovery.misplaced(claimed, job_id, message):
                 continue
-            log.warning("the lease of job %s ran out (its worker died or hung): back to ready",
-                        job_id)
+            if pid is None:
+                log.warning("the lease of job %s ran out (its worker died or hung): back to "
+                            "ready", job_id)
+            else:
+                log.warning("the worker holding job %s (process %d) is gone: back to ready",
+                            job_id, pid)
             message = attrs.evolve(
                 without_reason(message), id=job_id, attempts=message.attempts + 1
             )

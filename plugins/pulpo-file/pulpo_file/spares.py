@@ -43,9 +43,12 @@ class SparePool:
         """
         if self.max_files <= 0:
             return None
+        listed = False  # one listing per call: spares that other takers hold locked are skipped
         while True:
-            if not self._known and not self._list():
-                return None
+            if not self._known:
+                if listed or not self._list():
+                    return None
+                listed = True
             path = os.path.join(self.folder, self._known.pop())
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
