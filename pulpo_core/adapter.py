@@ -162,3 +162,35 @@ class UniqueLookup(Protocol):
     def unique_holder(self, key: str) -> str | None:
         """The id of the job that holds ``key`` now, or ``None``."""
         ...
+
+
+class TickLedger(Protocol):
+    """One scheduler's seat in an election among every scheduler of a queue, and the record of
+    the last tick published per schedule (see :class:`ScheduleLeadership`)."""
+
+    def lead(self, wait: float) -> bool:
+        """Whether this scheduler leads now: renew its lease when it holds it, else wait at
+        most ``wait`` seconds to take it. At most one scheduler leads at a time."""
+        ...
+
+    def last_tick(self, schedule: str) -> float | None:
+        """The latest tick recorded for ``schedule`` (a POSIX timestamp), or ``None``."""
+        ...
+
+    def record_tick(self, schedule: str, tick: float) -> None:
+        """Record that the leader published ``schedule``'s ``tick``."""
+        ...
+
+    def close(self) -> None:
+        """Give up the lease (another scheduler takes it at once) and close."""
+        ...
+
+
+@runtime_checkable
+class ScheduleLeadership(Protocol):
+    """Adapters that cannot refuse a duplicate job but can elect one scheduler to publish the
+    ticks and keep the last tick of each schedule, for the next leader to go on from."""
+
+    def schedule_ledger(self) -> TickLedger:
+        """A new seat in the election, with a connection of its own."""
+        ...

@@ -1,5 +1,6 @@
 """Three schedulers at once, one stopped halfway: every tick of an every-second schedule is
-published exactly once (memory: threads; file: processes, one killed with SIGKILL)."""
+published exactly once (memory: threads; file: processes, one killed with SIGKILL; beanstalkd:
+processes electing a leader, the leader killed with SIGKILL)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import BeanstalkdServer
 
 from pulpo_core import Pulpo
 from pulpo_core.schedules.scheduler import TICK_HEADER, Scheduler
@@ -88,6 +90,56 @@ def test_file_three_scheduler_processes_one_killed_halfway(tmp_path: Path) -> No
                 scheduler.kill()
                 scheduler.wait()
     app = Pulpo({"file_queue_adapter": {"base_path": str(queue)}})
+    try:
+        assert_each_tick_once(drained_ticks(app), started + 3, ended)
+    finally:
+        app.close()
+
+
+@pytest.mark.slow
+def test_beanstalkd_three_scheduler_processes_the_leader_killed_halfway(
+    tmp_path: Path, beanstalkd: BeanstalkdServer
+) -> None:
+    # beanstalkd cannot refuse a duplicate: the schedulers elect a leader, which publishes the
+    # ticks and records each; the one killed is the leader, and the next goes on from its record.
+    tube = f"schedules-{os.getpid()}"
+    section = {"host": beanstalkd.host, "port": beanstalkd.port, "default_tube": tube}
+    config = tmp_path / "pulpo.toml"
+    config.write_text(
+        f'queue_adapter_type = "beanstalkd"\n[beanstalkd_queue_adapter]\n'
+        f'host = "{beanstalkd.host}"\nport = {beanstalkd.port}\ndefault_tube = "{tube}"\n'
+        '[schedules.tick]\nevery = 1\nrequest_type = "echo"\n'
+    )
+    command = [sys.executable, "-m", "pulpo_core", "--config", str(config), "scheduler"]
+    logs = [tmp_path / f"scheduler-{n}.log" for n in range(3)]
+    started = time.time()
+    schedulers = []
+    for log in logs:
+        with open(log, "w") as out:
+            schedulers.append(subprocess.Popen(command, stdout=out, stderr=out))
+    try:
+        time.sleep(RUN_SECONDS / 2)
+        leaders = [n for n, log in enumerate(logs) if "this scheduler leads" in log.read_text()]
+        assert len(leaders) == 1, [log.read_text() for log in logs]
+        leader = leaders[0]
+        os.kill(schedulers[leader].pid, signal.SIGKILL)
+        schedulers[leader].wait(30)
+        time.sleep(RUN_SECONDS / 2)
+        took_over = [n for n, log in enumerate(logs)
+                     if n != leader and "this scheduler leads" in log.read_text()]
+        assert len(took_over) == 1, [log.read_text() for log in logs]
+        rest = [s for n, s in enumerate(schedulers) if n != leader]
+        for scheduler in rest:
+            scheduler.send_signal(signal.SIGTERM)
+        for scheduler in rest:
+            assert scheduler.wait(30) == 0
+        ended = time.time()
+    finally:
+        for scheduler in schedulers:
+            if scheduler.poll() is None:
+                scheduler.kill()
+                scheduler.wait()
+    app = Pulpo({"queue_adapter_type": "beanstalkd", "beanstalkd_queue_adapter": section})
     try:
         assert_each_tick_once(drained_ticks(app), started + 3, ended)
     finally:

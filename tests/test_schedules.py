@@ -10,8 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pulpo_core import Pulpo
+from pulpo_core import Pulpo, hookimpl
+from pulpo_core.defaults.memory import MemoryQueueAdapter
 from pulpo_core.errors import AdapterError, ConfigError
+from pulpo_core.plugins import build_plugin_manager
 from pulpo_core.schedules.scheduler import TICK_HEADER, Scheduler
 from pulpo_core.schedules.spec import Schedule, parse_schedule
 from pulpo_core.schedules.ticks import iso, missed_ticks, ticks_between
@@ -144,8 +146,35 @@ class TestBadSchedules:
         assert words in str(caught.value)
 
 
+class PlainQueue:
+    """An adapter of the whole protocol, without unique publish and without an election."""
+
+    def __init__(self) -> None:
+        self._queue = MemoryQueueAdapter()
+        for name in ("enqueue", "dequeue", "commit", "rollback", "bury", "touch", "peek",
+                     "delete", "kick", "stats", "close"):
+            setattr(self, name, getattr(self._queue, name))
+
+
+class PlainQueuePlugin:
+    @hookimpl
+    def pulpo_register_adapters(self, register: Any) -> None:
+        register("plain", lambda _section: PlainQueue())
+
+
 class TestAdaptersWithoutUniquePublish:
-    def test_a_scheduler_refuses_to_run_rather_than_double_fire(
+    def test_a_scheduler_refuses_to_run_rather_than_double_fire(self) -> None:
+        app = Pulpo({"queue_adapter_type": "plain",
+                     "schedules": {"tick": {"request_type": "echo", "every": 1}}},
+                    plugin_manager=build_plugin_manager(load_entry_points=False,
+                                                        plugins=[PlainQueuePlugin()]))
+        try:
+            with pytest.raises(AdapterError, match="cannot publish unique jobs nor elect"):
+                Scheduler(app).check_adapter()
+        finally:
+            app.close()
+
+    def test_beanstalkd_runs_schedules_through_its_election(
         self, beanstalkd: Any, tmp_path: Path
     ) -> None:
         app = Pulpo({"queue_adapter_type": "beanstalkd",
@@ -153,7 +182,6 @@ class TestAdaptersWithoutUniquePublish:
                                                   "port": beanstalkd.port},
                      "schedules": {"tick": {"request_type": "echo", "every": 1}}})
         try:
-            with pytest.raises(AdapterError, match="cannot publish unique jobs"):
-                Scheduler(app).check_adapter()
+            Scheduler(app).check_adapter()  # accepted: it elects one scheduler
         finally:
             app.close()

@@ -70,7 +70,7 @@ def show(app: Pulpo, count: int) -> None:
 
     import attrs
 
-    from pulpo_core.adapter import UniqueLookup
+    from pulpo_core.adapter import ScheduleLeadership, UniqueLookup
     from pulpo_core.schedules.scheduler import Scheduler
     from pulpo_core.schedules.spec import CONFIG_ORIGIN
     from pulpo_core.schedules.ticks import iso, missed_ticks, next_tick, tick_key
@@ -78,6 +78,9 @@ def show(app: Pulpo, count: int) -> None:
     scheduler = Scheduler(app)
     adapter = app.queue_adapter
     now = time.time()
+    ledger = None
+    if not isinstance(adapter, UniqueLookup) and isinstance(adapter, ScheduleLeadership):
+        ledger = adapter.schedule_ledger()  # (a seat it never asks to lead with)
     for schedule in scheduler.schedules:
         print(f"{schedule.name}: {schedule.request_type}, {schedule.describe()}, "
               f"time zone {schedule.timezone}, catch_up {schedule.catch_up}"
@@ -86,6 +89,11 @@ def show(app: Pulpo, count: int) -> None:
         for _ in range(max(count, 0)):
             tick = next_tick(schedule, tick)
             print(f"  next {iso(schedule, tick)}")
+        if ledger is not None:
+            recorded = ledger.last_tick(schedule.name)
+            print(f"  last published {iso(schedule, recorded)}" if recorded is not None
+                  else "  no tick published yet")
+            continue
         latest = missed_ticks(attrs.evolve(schedule, catch_up="latest"), now)
         holder = None
         if latest and isinstance(adapter, UniqueLookup):
@@ -94,6 +102,8 @@ def show(app: Pulpo, count: int) -> None:
             print(f"  last published {iso(schedule, latest[0])} as job {holder}")
         elif latest:
             print(f"  last tick {iso(schedule, latest[0])}: not published (or no longer held)")
+    if ledger is not None:
+        ledger.close()
 
 
 def run_worker_with_scheduler(app: Pulpo) -> None:

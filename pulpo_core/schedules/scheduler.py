@@ -3,7 +3,9 @@
 Any number of schedulers may run at once: every tick is published with a key of its own
 (:func:`~pulpo_core.schedules.ticks.tick_key`) through the adapter's unique publish, so the
 second scheduler to publish a tick gets the first one's job back instead of a duplicate. No
-lock, no lease whose expiry could let two fire.
+lock, no lease whose expiry could let two fire. An adapter that cannot refuse a duplicate but
+can elect one scheduler (beanstalkd) runs the schedules through its election instead (see
+:mod:`pulpo_core.schedules.leader`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from pulpo_core.adapter import UniquePublishing
+from pulpo_core.adapter import ScheduleLeadership, TickLedger, UniquePublishing
 from pulpo_core.errors import AdapterError
 from pulpo_core.message import Message
+from pulpo_core.schedules.leader import takeover_ticks
 from pulpo_core.schedules.packages import declared_schedules
 from pulpo_core.schedules.spec import SECTION, Schedule, parse_schedules
 from pulpo_core.schedules.ticks import iso, missed_ticks, next_tick, tick_key, ticks_between
@@ -74,14 +77,16 @@ class Scheduler:
         #: ``(schedule name, tick)`` → the id of its job, for the ticks this scheduler published
         #: or found published (the most recent per schedule).
         self.last_published: dict[str, tuple[float, str]] = {}
+        #: The adapter's election, when it elects a scheduler instead of refusing duplicates.
+        self.ledger: TickLedger | None = None
 
     def check_adapter(self) -> None:
         """Refuse an adapter that cannot publish a tick once however many schedulers run."""
         adapter = self.app.queue_adapter
-        if not isinstance(adapter, UniquePublishing):
+        if not isinstance(adapter, UniquePublishing | ScheduleLeadership):
             raise AdapterError(
-                f"the {self.app.config.queue_adapter_type} adapter cannot publish unique jobs, "
-                f"so schedules cannot run on it without double firing"
+                f"the {self.app.config.queue_adapter_type} adapter cannot publish unique jobs "
+                f"nor elect a scheduler, so schedules cannot run on it without double firing"
             )
 
     def start_up(self) -> None:
@@ -128,11 +133,15 @@ class Scheduler:
             priority=schedule.priority,
             ttr=schedule.ttr,
             expiration=datetime.fromtimestamp(expiration, UTC),
-            unique_key=tick_key(schedule, tick),
-            unique_for=hold,
+            unique_key=tick_key(schedule, tick) if self.ledger is None else None,
+            unique_for=hold if self.ledger is None else None,
             extra_header={SCHEDULE_HEADER: schedule.name, TICK_HEADER: iso(schedule, tick)},
         )
-        job, created = self.app.publish_unique(message)
+        if self.ledger is None:
+            job, created = self.app.publish_unique(message)
+        else:  # the leader: a plain job, then the record the next leader goes on from
+            job, created = self.app.publish(message), True
+            self.ledger.record_tick(schedule.name, tick)
         self.last_published[schedule.name] = (tick, job.id or "")
         log.info(
             "schedule %r tick %s: %s job %s",
@@ -143,11 +152,31 @@ class Scheduler:
         )
         return job, created
 
+    def take_over(self) -> None:
+        """Now the leader: publish what the last tick recorded per schedule leaves due."""
+        assert self.ledger is not None
+        now = self.clock()
+        for schedule in self.schedules:
+            self._cursor[schedule.name] = now
+            for tick in takeover_ticks(schedule, self.ledger.last_tick(schedule.name), now):
+                self.publish_tick(schedule, tick, now)
+
     def run(self, stop: threading.Event) -> None:
         """Publish ticks until ``stop`` is set."""
         self.check_adapter()
         log.info("scheduler started with %d schedule(s)", len(self.schedules))
-        self.start_up()
+        adapter = self.app.queue_adapter
+        if isinstance(adapter, UniquePublishing):
+            self.start_up()
+        else:
+            assert isinstance(adapter, ScheduleLeadership)
+            self.ledger = adapter.schedule_ledger()
+            try:
+                self._run_elected(stop, self.ledger)
+            finally:
+                self.ledger.close()
+            log.info("scheduler stopped")
+            return
         while not stop.is_set():
             try:
                 wake = self.run_once()
@@ -156,3 +185,30 @@ class Scheduler:
                 wake = self.clock() + MAX_SLEEP
             stop.wait(min(max(wake - self.clock(), 0.01), MAX_SLEEP))
         log.info("scheduler stopped")
+
+    def _run_elected(self, stop: threading.Event, ledger: TickLedger) -> None:
+        """Publish ticks while this scheduler leads; wait for the lead otherwise."""
+        leading = False
+        while not stop.is_set():
+            try:
+                if not ledger.lead(MAX_SLEEP):  # a follower waits here for the lead
+                    if leading:
+                        log.warning("this scheduler lost the lead; another publishes the ticks")
+                    leading = False
+                    continue
+                if stop.is_set():  # the lead came while stopping: the close hands it on
+                    break
+                if not leading:
+                    log.info("this scheduler leads: it publishes the ticks")
+                    self.take_over()
+                    leading = True
+                wake = self.run_once()
+            except AdapterError as error:  # the ledger tells the next leader where to go on
+                log.warning("the scheduler failed a round (%s); trying again", error)
+                leading = False
+                wake = self.clock() + MAX_SLEEP
+            except Exception:
+                log.exception("the scheduler failed a round; trying again")
+                leading = False
+                wake = self.clock() + MAX_SLEEP
+            stop.wait(min(max(wake - self.clock(), 0.01), MAX_SLEEP))

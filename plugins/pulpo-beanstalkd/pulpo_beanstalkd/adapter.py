@@ -22,6 +22,7 @@ import greenstalk
 from pulpo_beanstalkd.client import PipelinedClient, describe
 from pulpo_beanstalkd.codec import decode, parse_job_id, priority_of, seconds
 from pulpo_beanstalkd.connection import Connection
+from pulpo_beanstalkd.leadership import BeanstalkdLedger
 from pulpo_beanstalkd.operate import Operations
 from pulpo_beanstalkd.publish import Publisher
 from pulpo_beanstalkd.reservations import LazyAttempts, Reasons, Reservation, failed_runs
@@ -352,6 +353,10 @@ class BeanstalkdQueueAdapter:
     def stats(self) -> dict[str, int]:
         """The tubes' job counts by state, ``total``, and server-wide figures (``server_*``)."""
         return self._operations.stats()
+
+    def schedule_ledger(self) -> BeanstalkdLedger:
+        """A seat in the schedulers' election (see :mod:`pulpo_beanstalkd.leadership`)."""
+        return BeanstalkdLedger(self.settings)
 
     def close(self) -> None:
         self._worker.close()
