@@ -1,6 +1,6 @@
 """Three schedulers at once, one stopped halfway: every tick of an every-second schedule is
 published exactly once (memory: threads; file: processes, one killed with SIGKILL; beanstalkd:
-processes electing a leader, the leader killed with SIGKILL)."""
+processes electing a leader, the leader killed with SIGKILL; redis: processes, one killed)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import BeanstalkdServer
+from redis_server import RedisServer
 
 from pulpo_core import Pulpo
 from pulpo_core.schedules.scheduler import TICK_HEADER, Scheduler
@@ -59,41 +61,74 @@ def test_memory_three_scheduler_threads_one_stopped_halfway() -> None:
     assert_each_tick_once(drained_ticks(app), started, time.time())
 
 
-@pytest.mark.slow
-def test_file_three_scheduler_processes_one_killed_halfway(tmp_path: Path) -> None:
-    queue = tmp_path / "queue"
+def three_scheduler_processes(tmp_path: Path, adapter_toml: str, kill: str) -> tuple[float, float]:
+    """Run three ``pulpo scheduler`` processes on the adapter for RUN_SECONDS, SIGKILL one
+    halfway (``kill``: ``"first"``, or ``"leader"``: the one whose log says it leads, when the
+    schedulers elect one), SIGTERM the others; when they started and ended."""
     config = tmp_path / "pulpo.toml"
-    config.write_text(
-        f'[file_queue_adapter]\nbase_path = "{queue}"\n'
-        '[schedules.tick]\nevery = 1\nrequest_type = "echo"\n'
-    )
+    config.write_text(adapter_toml + '[schedules.tick]\nevery = 1\nrequest_type = "echo"\n')
     command = [sys.executable, "-m", "pulpo_core", "--config", str(config), "scheduler"]
+    logs = [tmp_path / f"scheduler-{n}.log" for n in range(3)]
     started = time.time()
-    schedulers = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(3)
-    ]
+    schedulers = []
+    for log in logs:
+        with open(log, "w") as out:
+            schedulers.append(subprocess.Popen(command, stdout=out, stderr=out))
+
+    def leading() -> list[int]:
+        return [n for n, log in enumerate(logs) if "this scheduler leads" in log.read_text()]
+
     try:
         time.sleep(RUN_SECONDS / 2)
-        os.kill(schedulers[0].pid, signal.SIGKILL)
-        schedulers[0].wait(30)
+        victim = 0
+        if kill == "leader":
+            assert len(leading()) == 1, [log.read_text() for log in logs]
+            victim = leading()[0]
+        os.kill(schedulers[victim].pid, signal.SIGKILL)
+        schedulers[victim].wait(30)
         time.sleep(RUN_SECONDS / 2)
-        for scheduler in schedulers[1:]:
+        if kill == "leader":  # one other took over
+            assert len(leading()) == 2, [log.read_text() for log in logs]
+        rest = [s for n, s in enumerate(schedulers) if n != victim]
+        for scheduler in rest:
             scheduler.send_signal(signal.SIGTERM)
-        for scheduler in schedulers[1:]:
-            _, stderr = scheduler.communicate(timeout=30)
-            assert scheduler.returncode == 0, stderr
-        ended = time.time()
+        for scheduler, log in zip(rest, [lg for n, lg in enumerate(logs) if n != victim],
+                                  strict=True):
+            assert scheduler.wait(30) == 0, log.read_text()
+        return started, time.time()
     finally:
         for scheduler in schedulers:
             if scheduler.poll() is None:
                 scheduler.kill()
                 scheduler.wait()
-    app = Pulpo({"file_queue_adapter": {"base_path": str(queue)}})
+
+
+def assert_published_once(config: dict[str, Any], started: float, ended: float) -> None:
+    app = Pulpo(config)
     try:
         assert_each_tick_once(drained_ticks(app), started + 3, ended)
     finally:
         app.close()
+
+
+@pytest.mark.slow
+def test_file_three_scheduler_processes_one_killed_halfway(tmp_path: Path) -> None:
+    queue = tmp_path / "queue"
+    started, ended = three_scheduler_processes(
+        tmp_path, f'[file_queue_adapter]\nbase_path = "{queue}"\n', kill="first")
+    assert_published_once({"file_queue_adapter": {"base_path": str(queue)}}, started, ended)
+
+
+@pytest.mark.slow
+def test_redis_three_scheduler_processes_one_killed_halfway(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    section = {"url": redis_server.url, "queue": f"schedules-{os.getpid()}"}
+    started, ended = three_scheduler_processes(
+        tmp_path, f'queue_adapter_type = "redis"\n[redis_queue_adapter]\n'
+                  f'url = "{section["url"]}"\nqueue = "{section["queue"]}"\n', kill="first")
+    assert_published_once({"queue_adapter_type": "redis", "redis_queue_adapter": section},
+                          started, ended)
 
 
 @pytest.mark.slow
@@ -102,45 +137,11 @@ def test_beanstalkd_three_scheduler_processes_the_leader_killed_halfway(
 ) -> None:
     # beanstalkd cannot refuse a duplicate: the schedulers elect a leader, which publishes the
     # ticks and records each; the one killed is the leader, and the next goes on from its record.
-    tube = f"schedules-{os.getpid()}"
-    section = {"host": beanstalkd.host, "port": beanstalkd.port, "default_tube": tube}
-    config = tmp_path / "pulpo.toml"
-    config.write_text(
-        f'queue_adapter_type = "beanstalkd"\n[beanstalkd_queue_adapter]\n'
-        f'host = "{beanstalkd.host}"\nport = {beanstalkd.port}\ndefault_tube = "{tube}"\n'
-        '[schedules.tick]\nevery = 1\nrequest_type = "echo"\n'
-    )
-    command = [sys.executable, "-m", "pulpo_core", "--config", str(config), "scheduler"]
-    logs = [tmp_path / f"scheduler-{n}.log" for n in range(3)]
-    started = time.time()
-    schedulers = []
-    for log in logs:
-        with open(log, "w") as out:
-            schedulers.append(subprocess.Popen(command, stdout=out, stderr=out))
-    try:
-        time.sleep(RUN_SECONDS / 2)
-        leaders = [n for n, log in enumerate(logs) if "this scheduler leads" in log.read_text()]
-        assert len(leaders) == 1, [log.read_text() for log in logs]
-        leader = leaders[0]
-        os.kill(schedulers[leader].pid, signal.SIGKILL)
-        schedulers[leader].wait(30)
-        time.sleep(RUN_SECONDS / 2)
-        took_over = [n for n, log in enumerate(logs)
-                     if n != leader and "this scheduler leads" in log.read_text()]
-        assert len(took_over) == 1, [log.read_text() for log in logs]
-        rest = [s for n, s in enumerate(schedulers) if n != leader]
-        for scheduler in rest:
-            scheduler.send_signal(signal.SIGTERM)
-        for scheduler in rest:
-            assert scheduler.wait(30) == 0
-        ended = time.time()
-    finally:
-        for scheduler in schedulers:
-            if scheduler.poll() is None:
-                scheduler.kill()
-                scheduler.wait()
-    app = Pulpo({"queue_adapter_type": "beanstalkd", "beanstalkd_queue_adapter": section})
-    try:
-        assert_each_tick_once(drained_ticks(app), started + 3, ended)
-    finally:
-        app.close()
+    section = {"host": beanstalkd.host, "port": beanstalkd.port,
+               "default_tube": f"schedules-{os.getpid()}"}
+    started, ended = three_scheduler_processes(
+        tmp_path, f'queue_adapter_type = "beanstalkd"\n[beanstalkd_queue_adapter]\n'
+                  f'host = "{section["host"]}"\nport = {section["port"]}\n'
+                  f'default_tube = "{section["default_tube"]}"\n', kill="leader")
+    assert_published_once({"queue_adapter_type": "beanstalkd",
+                           "beanstalkd_queue_adapter": section}, started, ended)
