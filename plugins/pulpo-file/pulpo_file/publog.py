@@ -42,6 +42,7 @@ import logging
 import os
 import stat
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -62,6 +63,8 @@ _NEAR = 4
 FIRST_SIZE = 1 << 20
 #: Slots read at a time when materializing.
 _CHUNK = 32
+#: Seconds between two looks past a log's next free slot for a damaged record (see has_news).
+DAMAGE_LOOK_S = 1.0
 LOG = ".log"
 POS = ".pos"
 
@@ -123,6 +126,14 @@ def looks_written(block: bytes, seq: int) -> bool:
     return True
 
 
+def _maybe_damaged(block: bytes, seq: int) -> bool:
+    """Whether a slot holding no record ``seq`` has a header naming ``seq`` (or later)."""
+    if len(block) < _HEAD.size:
+        return False
+    magic, _, found = _HEAD.unpack_from(block)[:3]
+    return bool(magic == MAGIC and found >= seq)
+
+
 def log_numbers(folder: str) -> list[int]:
     """The numbers of the publish logs in ``folder``, ascending."""
     numbers = []
@@ -160,6 +171,7 @@ class LogFile:
             raise
         #: Blocks already searched past without finding a later record, by seq (their crc).
         self._searched: dict[int, int] = {}
+        self._next_damage_look = 0.0
         written = self.written_slots()
         self.cut = bool(written) and written != self.slots
         if self.cut:
@@ -264,8 +276,22 @@ class LogFile:
         return None
 
     def has_news(self, start: int) -> bool:
-        """Whether there is a record (or a damaged one before a record) from ``start`` on."""
-        return next(self.entries(start), None) is not None
+        """Whether there is a record (or a damaged one before a record) from ``start`` on.
+
+        Asked by every look at the queue, so it reads the one slot ``start``: a worker that has
+        caught up finds zeros or an earlier lap's record there (its header tells), and searches
+        past it for a damaged record followed by later ones at most every ``DAMAGE_LOOK_S``;
+        at once when the slot's header says record ``start`` (written, then damaged)."""
+        if not self.slots:
+            return False
+        block = self.block(start)
+        if decode(block, start) is not None:
+            return True
+        now = time.monotonic()
+        if now < self._next_damage_look and not _maybe_damaged(block, start):
+            return False
+        self._next_damage_look = now + DAMAGE_LOOK_S
+        return self._later_record(start, start + self.slots, block) is not None
 
     def positions(self) -> tuple[int, int]:
         """``(materialized, synced)``."""
