@@ -181,9 +181,13 @@ class Leases:
             parsed = parse_reserved(name)
             if parsed is None:
                 continue
-            pid = claimant(parsed[2]) if parsed[1] >= now else None
-            if parsed[1] >= now and (pid is None or not gone.setdefault(pid, is_gone(pid))):
-                continue
+            pid = None
+            if parsed[1] >= now:  # not run out: taken back only when its claimant is gone
+                pid = claimant(parsed[2])
+                if pid is not None and pid not in gone:
+                    gone[pid] = is_gone(pid)  # one look per process and pass
+                if pid is None or not gone[pid]:
+                    continue
             job_id = parsed[0]
             claimed = self.move_lease(job_id)
             try:
