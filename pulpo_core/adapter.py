@@ -3,7 +3,8 @@
 :class:`QueueAdapter` is what every adapter must do. An adapter that can do more says so by
 implementing one of the capability protocols below (checked with ``isinstance``, never by
 probing for a method's name): :class:`LeaseKeeping`, :class:`Releasing`,
-:class:`BatchPublishing`, :class:`Flushing`, :class:`JobListing`, :class:`UniquePublishing`,
+:class:`BatchPublishing`, :class:`Flushing`, :class:`JobListing`, :class:`PublishCounting`,
+:class:`ReadyAging`, :class:`UniquePublishing`,
 :class:`UniqueLookup`.
 """
 
@@ -135,6 +136,30 @@ class JobListing(Protocol):
 
         :raises ValueError: naming ``state`` when it is not a state.
         """
+        ...
+
+
+@runtime_checkable
+class PublishCounting(Protocol):
+    """Adapters that count the jobs published into their queue (``pulpo top``'s publish rate,
+    and from it the drain rate)."""
+
+    def published_total(self) -> int:
+        """How many jobs were published into the queue(s) this adapter works on, counted from
+        an origin of the adapter's choosing (its server's start, the first call): only the
+        difference between two calls means something, and it never goes down while the origin
+        holds."""
+        ...
+
+
+@runtime_checkable
+class ReadyAging(Protocol):
+    """Adapters that can say how long the oldest ready job has waited (``pulpo top``)."""
+
+    def oldest_ready_age(self) -> float | None:
+        """Seconds since the ready job that has waited longest became ready (or, where the
+        adapter cannot tell when a job became ready, since it was published: its page says);
+        ``None`` when no job is ready."""
         ...
 
 

@@ -1,4 +1,5 @@
-"""`pulpo top`: the queue's counts per state, refreshed every second, and how fast they change."""
+"""`pulpo top`: the queue's counts, rates and jobs by type, refreshed every second (what it shows
+is drawn by :mod:`pulpo_core.topview`); a plain ANSI redraw, no terminal library needed."""
 
 from __future__ import annotations
 
@@ -7,47 +8,16 @@ import os
 import select
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
-from pulpo_core.adapter import JOB_STATES, QueueAdapter
+from pulpo_core.adapter import QueueAdapter
+from pulpo_core.topview import Snapshot, once_lines, take_snapshot, view_lines
 
 #: Seconds between two refreshes of the live view.
 REFRESH_INTERVAL = 1.0
 _CLEAR = "\x1b[H\x1b[2J"
 _QUIT_KEYS = ("q", "Q")
-
-
-def once_lines(counts: Mapping[str, int]) -> list[str]:
-    """One ``state count`` line per state, for scripts."""
-    return [f"{state} {count}" for state, count in counts.items()]
-
-
-def view_lines(
-    counts: Mapping[str, int], previous: Mapping[str, int] | None, elapsed: float
-) -> list[str]:
-    """The live view: each state's count and its change per second since the last refresh."""
-    rows = [("state", "jobs", "change/s")]
-    for state, count in counts.items():
-        if state != "total":  # the adapter's own total: the row below sums the states
-            rows.append((state, str(count), _rate(count, previous, state, elapsed)))
-    total = sum(counts.get(state, 0) for state in JOB_STATES)
-    before = None if previous is None else sum(previous.get(s, 0) for s in JOB_STATES)
-    rows.append(("total", str(total), _rate(total, None if before is None else
-                                            {"total": before}, "total", elapsed)))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-             for row in rows]
-    lines.append("")
-    lines.append("total change/s = publish rate - drain rate; q quits")
-    return lines
-
-
-def _rate(count: int, previous: Mapping[str, int] | None, key: str, elapsed: float) -> str:
-    if previous is None or key not in previous or elapsed <= 0:
-        return "-"
-    return f"{(count - previous[key]) / elapsed:+.1f}"
 
 
 def run_top(adapter: QueueAdapter, *, once: bool, out: TextIO | None = None,
@@ -62,18 +32,15 @@ def run_top(adapter: QueueAdapter, *, once: bool, out: TextIO | None = None,
         print("\n".join(once_lines(adapter.stats())), file=stream, flush=True)
         return
     live = stream.isatty()
-    previous: dict[str, int] | None = None
-    last = time.monotonic()
+    previous: Snapshot | None = None
     shown = 0
     with _keys() as pressed:
         while rounds is None or shown < rounds:
-            counts = dict(adapter.stats())
-            now = time.monotonic()
-            lines = view_lines(counts, previous, now - last)
-            text = "\n".join(lines) + "\n"
+            snapshot = take_snapshot(adapter)
+            text = "\n".join(view_lines(snapshot, previous)) + "\n"
             stream.write(_CLEAR + text if live else text + "\n")
             stream.flush()
-            previous, last, shown = counts, now, shown + 1
+            previous, shown = snapshot, shown + 1
             if rounds is not None and shown >= rounds:
                 break
             if pressed(interval):

@@ -60,6 +60,7 @@ class MemoryQueueAdapter:
         self._unique: dict[str, tuple[str, float]] = {}  # key -> (job id, held until)
         self._unique_sweep_at = 1024
         self._ids = itertools.count(1)
+        self._published = 0
         self._seq = itertools.count()
 
     def _now(self) -> float:
@@ -96,6 +97,7 @@ class MemoryQueueAdapter:
     def enqueue(self, message: Message) -> Message:
         with self._lock:
             job_id = str(next(self._ids))
+            self._published += 1
             message = attrs.evolve(message, id=job_id)
             job = _Job(message, next(self._seq), "ready", 0.0)
             self._jobs[job_id] = job
@@ -264,6 +266,17 @@ class MemoryQueueAdapter:
                 key=lambda pair: pair[0],
             )
         return [message for _, message in found[: max(limit, 0)]]
+
+    def published_total(self) -> int:
+        """Jobs published since this adapter was made."""
+        return self._published
+
+    def oldest_ready_age(self) -> float | None:
+        """Seconds since the longest-waiting ready job became ready."""
+        with self._lock:
+            self._promote()
+            times = [job.ready_at for job in self._jobs.values() if job.state == "ready"]
+        return max(0.0, self._now() - min(times)) if times else None
 
     def close(self) -> None:
         """Nothing to release; the jobs stay for the life of this object."""

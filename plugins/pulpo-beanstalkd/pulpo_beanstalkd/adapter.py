@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import greenstalk
 
+from pulpo_beanstalkd import activity
 from pulpo_beanstalkd.client import PipelinedClient, describe
 from pulpo_beanstalkd.codec import decode, parse_job_id, priority_of, seconds
 from pulpo_beanstalkd.connection import Connection
@@ -353,6 +354,17 @@ class BeanstalkdQueueAdapter:
     def stats(self) -> dict[str, int]:
         """The tubes' job counts by state, ``total``, and server-wide figures (``server_*``)."""
         return self._operations.stats()
+
+    def published_total(self) -> int:
+        """Jobs put into the configured tubes since the server started (see
+        :mod:`pulpo_beanstalkd.activity`)."""
+        self._worker.flush()
+        return activity.published_total(self.settings, self._producer)
+
+    def oldest_ready_age(self) -> float | None:
+        """How long the next ready job has waited (beanstalkd shows only that one)."""
+        self._worker.flush()
+        return activity.next_ready_wait(self.settings, self._producer)
 
     def schedule_ledger(self) -> BeanstalkdLedger:
         """A seat in the schedulers' election (see :mod:`pulpo_beanstalkd.leadership`)."""

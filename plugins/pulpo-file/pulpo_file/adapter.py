@@ -9,6 +9,7 @@ parts that do the work (see ``docs/architecture.md``):
 - :mod:`pulpo_file.materialize` — publish logs: publishing into one, making files of them;
 - :mod:`pulpo_file.leases` — claims, their renewal, and jobs whose lease ran out;
 - :mod:`pulpo_file.operate` — peek, delete, kick, stats;
+- :mod:`pulpo_file.activity` — publishes counted and the oldest ready job's age (``pulpo top``);
 - :mod:`pulpo_file.recovery` — after a reboot, a power cut's lost renames, dead writers.
 """
 
@@ -31,6 +32,7 @@ from pulpo_file.config import SECTION, FileQueueConfig
 from pulpo_file.durability import durability_for
 from pulpo_file.ids import IdMaker, check_id
 from pulpo_file.index import ReadyIndex
+from pulpo_file.activity import PublishCounter, oldest_ready_age
 from pulpo_file.journal import Journal
 from pulpo_file.layout import PENDING, Folder, publish_ready_ns, storage_errors, without_reason
 from pulpo_file.leases import Leases
@@ -76,6 +78,7 @@ class FileQueueAdapter:
                                       self._recovery)
         self._batches = Batches(folder, self._durability, self._index)
         self._ids = IdMaker(folder.rng.getrandbits)
+        self._publishes: PublishCounter | None = None
         self._closed = False
 
     # -- publishing ----------------------------------------------------------------------
@@ -308,6 +311,24 @@ class FileQueueAdapter:
         with storage_errors(f"the file queue in {str(self.path)!r} could not be counted"):
             return self._operations.stats()
 
+    def published_total(self) -> int:
+        """Jobs published into this queue (by any process) since the first call, read from the
+        journal (see :mod:`pulpo_file.activity`)."""
+        with self._folder.lock:
+            self._check_open()
+            with storage_errors(f"the file queue in {str(self.path)!r} could not be read"):
+                self._logs.materialize_waiting()  # jobs still in publish logs are announced
+                if self._publishes is None:
+                    self._publishes = PublishCounter(self._folder,
+                                                     self.settings.journal_segment_size)
+                return self._publishes.total()
+
+    def oldest_ready_age(self) -> float | None:
+        """Seconds since the longest-waiting ready job became ready."""
+        with storage_errors(f"the file queue in {str(self.path)!r} could not be read"):
+            self._logs.materialize_waiting()
+            return oldest_ready_age(self._folder)
+
     # -- closing -------------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -319,5 +340,7 @@ class FileQueueAdapter:
         with self._folder.lock:
             self._closed = True
             self._journal.close()
+            if self._publishes is not None:
+                self._publishes.close()
             self._logs.close()
             self._durability.close()

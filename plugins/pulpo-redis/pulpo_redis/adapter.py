@@ -286,6 +286,28 @@ class RedisQueueAdapter:
         counts["total"] = sum(counts.values())
         return counts
 
+    def published_total(self) -> int:
+        """Jobs published into the default queue and the watched ones: each queue's job
+        number counter (``seq``), which every publish raises by one."""
+        client = self.connection.client
+
+        def read() -> int:
+            return sum(int(client.get(self._queue(queue).key("seq")) or 0)
+                       for queue in self._queue_names())
+
+        return int(self.connection.call(read, wait=self.settings.reconnect_timeout,
+                                        what="count the publishes"))
+
+    def oldest_ready_age(self) -> float | None:
+        """Seconds since the longest-waiting ready job became ready (server time)."""
+        oldest: float | None = None
+        for queue in self._queue_names():
+            now, at = self._script("READY_AGE", self._queue(queue), what="find the oldest job")
+            if at is not None:
+                age = max(0.0, (int(now) - int(at)) / 1000)
+                oldest = age if oldest is None else max(oldest, age)
+        return oldest
+
     def list_jobs(self, state: str, limit: int = 50, after: str | None = None) -> list[Message]:
         """Jobs in ``state`` in the default queue, then the watched ones, in their order."""
         if state not in JOB_STATES:

@@ -23,7 +23,7 @@ log = logging.getLogger("pulpo.redis")
 LOST = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 #: The scripts by name, as :mod:`pulpo_redis.scripts` spells them.
 SCRIPT_NAMES = ("ENQUEUE", "ENQUEUE_UNIQUE", "CLAIM", "COMMIT", "ROLLBACK", "BURY", "TOUCH",
-                "KICK", "DELETE", "STATS")
+                "KICK", "DELETE", "STATS", "READY_AGE")
 
 
 def make_client(settings: RedisSettings) -> Any:

@@ -252,3 +252,21 @@ promote(now_ms())
 return {redis.call('ZCARD', R), redis.call('ZCARD', D), redis.call('ZCARD', X),
         redis.call('ZCARD', B)}
 """
+
+#: ARGV: base. Promotes what came due, then {now in ms, the earliest ready time in ms of the
+#: ready jobs, or false}: the first member of each priority holds that priority's earliest
+#: ready time, so the walk visits one member per priority present (at most 10,000).
+READY_AGE = _COMMON + """
+local now = now_ms()
+promote(now)
+local oldest = false
+local from = '-'
+for _ = 1, 10000 do
+  local first = redis.call('ZRANGEBYLEX', R, from, '+', 'LIMIT', 0, 1)[1]
+  if not first then break end
+  local at = tonumber(string.sub(first, 11, 25))
+  if not oldest or at < oldest then oldest = at end
+  from = '[' .. string.format('%010d', tonumber(string.sub(first, 1, 10)) + 1)
+end
+return {now, oldest}
+"""
