@@ -1,4 +1,4 @@
-"""What ``pulpo top`` asks of beanstalkd besides its counts: publishes, and the next ready job's wait.
+"""What ``pulpo top`` asks of beanstalkd besides its counts: publishes, the next ready job's wait.
 
 Both come from the server's own figures, read on the producer connection:
 

@@ -27,12 +27,12 @@ from pulpo_core.config import load_section
 from pulpo_core.errors import AdapterError
 from pulpo_core.message import BURIED_REASON, DEFAULT_PRIORITY, Message
 from pulpo_file import boot
+from pulpo_file.activity import PublishCounter, oldest_ready_age
 from pulpo_file.batch import Batches
 from pulpo_file.config import SECTION, FileQueueConfig
 from pulpo_file.durability import durability_for
 from pulpo_file.ids import IdMaker, check_id
 from pulpo_file.index import ReadyIndex
-from pulpo_file.activity import PublishCounter, oldest_ready_age
 from pulpo_file.journal import Journal
 from pulpo_file.layout import PENDING, Folder, publish_ready_ns, storage_errors, without_reason
 from pulpo_file.leases import Leases
