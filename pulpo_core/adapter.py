@@ -3,8 +3,8 @@
 :class:`QueueAdapter` is what every adapter must do. An adapter that can do more says so by
 implementing one of the capability protocols below (checked with ``isinstance``, never by
 probing for a method's name): :class:`LeaseKeeping`, :class:`Releasing`,
-:class:`BatchPublishing`, :class:`Flushing`, :class:`JobListing`, :class:`UniquePublishing`,
-:class:`UniqueLookup`.
+:class:`BatchPublishing`, :class:`Flushing`, :class:`JobListing` (and :class:`PartialListing`),
+:class:`UniquePublishing`, :class:`UniqueLookup`.
 """
 
 from __future__ import annotations
@@ -135,6 +135,16 @@ class JobListing(Protocol):
 
         :raises ValueError: naming ``state`` when it is not a state.
         """
+        ...
+
+
+@runtime_checkable
+class PartialListing(Protocol):
+    """Job listings that show only part of each state (beanstalkd can peek at the next job of
+    a state, no further): what the listing leaves out, for the dashboard to say."""
+
+    def listing_note(self) -> str:
+        """One sentence saying what :meth:`JobListing.list_jobs` shows and what it cannot."""
         ...
 
 
