@@ -3,9 +3,8 @@
 :class:`QueueAdapter` is what every adapter must do. An adapter that can do more says so by
 implementing one of the capability protocols below (checked with ``isinstance``, never by
 probing for a method's name): :class:`LeaseKeeping`, :class:`Releasing`,
-:class:`BatchPublishing`, :class:`Flushing`, :class:`JobListing`, :class:`PublishCounting`,
-:class:`ReadyAging`, :class:`UniquePublishing`,
-:class:`UniqueLookup`.
+:class:`BatchPublishing`, :class:`Flushing`, :class:`JobListing` (and :class:`PartialListing`),
+:class:`PublishCounting`, :class:`ReadyAging`, :class:`UniquePublishing`, :class:`UniqueLookup`.
 """
 
 from __future__ import annotations
@@ -160,6 +159,16 @@ class ReadyAging(Protocol):
         """Seconds since the ready job that has waited longest became ready (or, where the
         adapter cannot tell when a job became ready, since it was published: its page says);
         ``None`` when no job is ready."""
+        ...
+
+
+@runtime_checkable
+class PartialListing(Protocol):
+    """Job listings that show only part of each state (beanstalkd can peek at the next job of
+    a state, no further): what the listing leaves out, for the dashboard to say."""
+
+    def listing_note(self) -> str:
+        """One sentence saying what :meth:`JobListing.list_jobs` shows and what it cannot."""
         ...
 
 

@@ -24,7 +24,7 @@ from pulpo_beanstalkd.client import PipelinedClient, describe
 from pulpo_beanstalkd.codec import decode, parse_job_id, priority_of, seconds
 from pulpo_beanstalkd.connection import Connection
 from pulpo_beanstalkd.leadership import BeanstalkdLedger
-from pulpo_beanstalkd.operate import Operations
+from pulpo_beanstalkd.operate import LISTING_NOTE, Operations
 from pulpo_beanstalkd.publish import Publisher
 from pulpo_beanstalkd.reservations import LazyAttempts, Reasons, Reservation, failed_runs
 from pulpo_beanstalkd.settings import SECTION, BeanstalkdSettings
@@ -365,6 +365,15 @@ class BeanstalkdQueueAdapter:
         """How long the next ready job has waited (beanstalkd shows only that one)."""
         self._worker.flush()
         return activity.next_ready_wait(self.settings, self._producer)
+
+    def list_jobs(self, state: str, limit: int = 50, after: str | None = None) -> list[Message]:
+        """The next job in ``state`` of each tube, nothing for ``reserved``, and nothing past
+        that first page: beanstalkd can peek at no further job (see :meth:`listing_note`)."""
+        return self._operations.list_jobs(state, limit, after)
+
+    def listing_note(self) -> str:
+        """What :meth:`list_jobs` leaves out (the capability ``PartialListing``)."""
+        return LISTING_NOTE
 
     def schedule_ledger(self) -> BeanstalkdLedger:
         """A seat in the schedulers' election (see :mod:`pulpo_beanstalkd.leadership`)."""

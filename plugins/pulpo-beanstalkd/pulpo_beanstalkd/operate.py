@@ -1,4 +1,9 @@
-"""The operator's commands on beanstalkd: peek, delete, kick and stats."""
+"""The operator's commands on beanstalkd: peek, delete, kick, stats and the job listing.
+
+beanstalkd can look at one job of a state per tube, the next one (``peek-ready``,
+``peek-delayed``, ``peek-buried``), and at no reserved job but by its id, so the listing shows at
+most that one job of each state per tube (:data:`LISTING_NOTE`).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,11 @@ from pulpo_core.message import BURIED_REASON, Message
 
 #: The job states beanstalkd counts per tube, as ``stats()`` names them.
 STATES = ("ready", "delayed", "reserved", "buried")
+#: What the job listing shows and what it cannot, for the dashboard to say.
+LISTING_NOTE = (
+    "beanstalkd shows only the next job of each state (per tube: the one peek-ready, "
+    "peek-delayed and peek-buried return) and no reserved job; the counts are complete."
+)
 #: Server-wide figures ``stats()`` adds, as ``server_<name>``.
 SERVER_FIGURES = (
     "current-connections", "current-workers", "current-producers", "current-waiting",
@@ -143,6 +153,39 @@ class Operations:
             return kicked
 
         return self.producer.call(kick_buried, wait=self.wait, retry=False)
+
+    def list_jobs(self, state: str, limit: int, after: str | None) -> list[Message]:
+        """The next job in ``state`` of each tube (at most ``limit``); nothing for ``reserved``
+        and nothing past the first page (``after`` given): beanstalkd peeks no further.
+
+        :raises ValueError: naming ``state`` when it is not a job state.
+        """
+        if state not in STATES:
+            raise ValueError(f"{state!r} is not a job state (one of {', '.join(STATES)})")
+        if state == "reserved" or after is not None or limit <= 0:
+            return []
+        self.worker.flush()
+        tubes = self.settings.tubes
+        default = self.settings.default_tube
+
+        def next_of_each_tube(client: PipelinedClient) -> list[int]:
+            peek = {"ready": client.peek_ready, "delayed": client.peek_delayed,
+                    "buried": client.peek_buried}[state]
+            found = []
+            try:
+                for tube in tubes:
+                    if tube != default:
+                        client.use(tube)
+                    with contextlib.suppress(greenstalk.NotFoundError):
+                        found.append(peek().id)
+            finally:
+                if len(tubes) > 1:
+                    client.use(default)
+            return found
+
+        ids = self.producer.call(next_of_each_tube, wait=self.wait)
+        messages = [self.peek(str(job_id)) for job_id in ids[:limit]]
+        return [message for message in messages if message is not None]  # gone meanwhile
 
     def stats(self) -> dict[str, int]:
         """The tubes' job counts by state, ``total``, and server-wide figures (``server_*``)."""

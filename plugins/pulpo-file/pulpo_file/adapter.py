@@ -10,6 +10,7 @@ parts that do the work (see ``docs/architecture.md``):
 - :mod:`pulpo_file.leases` — claims, their renewal, and jobs whose lease ran out;
 - :mod:`pulpo_file.operate` — peek, delete, kick, stats;
 - :mod:`pulpo_file.activity` — publishes counted and the oldest ready job's age (``pulpo top``);
+- :mod:`pulpo_file.listing` — jobs by state, page by page (``list_jobs``);
 - :mod:`pulpo_file.recovery` — after a reboot, a power cut's lost renames, dead writers.
 """
 
@@ -36,6 +37,7 @@ from pulpo_file.index import ReadyIndex
 from pulpo_file.journal import Journal
 from pulpo_file.layout import PENDING, Folder, publish_ready_ns, storage_errors, without_reason
 from pulpo_file.leases import Leases
+from pulpo_file.listing import Listing
 from pulpo_file.materialize import LOOK_BUDGET, PublishLogSet
 from pulpo_file.operate import Operations
 from pulpo_file.recovery import Recovery, stale_before_ns
@@ -76,6 +78,7 @@ class FileQueueAdapter:
         self._leases = Leases(folder, self._durability, self._index, self._recovery)
         self._operations = Operations(folder, self._durability, self._logs, self._leases,
                                       self._recovery)
+        self._listing = Listing(folder, self._logs, self._operations.peek_file)
         self._batches = Batches(folder, self._durability, self._index)
         self._ids = IdMaker(folder.rng.getrandbits)
         self._publishes: PublishCounter | None = None
@@ -328,6 +331,19 @@ class FileQueueAdapter:
         with storage_errors(f"the file queue in {str(self.path)!r} could not be read"):
             self._logs.materialize_waiting()
             return oldest_ready_age(self._folder)
+
+    def list_jobs(self, state: str, limit: int = 50, after: str | None = None) -> list[Message]:
+        """Up to ``limit`` jobs in ``state`` in the queue's order (see :mod:`pulpo_file.listing`),
+        past the job ``after``.
+
+        :raises ValueError: naming ``state`` when it is not a job state, or ``after`` when it
+            is not a file queue id.
+        """
+        if after is not None:
+            check_id(after)
+        with storage_errors(f"the {state} jobs of the file queue in {str(self.path)!r} could "
+                            f"not be listed"):
+            return self._listing.list_jobs(state, limit, after)
 
     # -- closing -------------------------------------------------------------------------
 

@@ -37,12 +37,14 @@ class Operations:
         self.logs.materialize_waiting()
         for _ in range(2):  # a job moving between folders is found on the second round
             for path in self.folder.candidates(job_id):
-                found = self._peek_file(job_id, path)
+                found = self.peek_file(job_id, path)
                 if found is not None:
                     return found
         return None
 
-    def _peek_file(self, job_id: str, path: str) -> Message | None:
+    def peek_file(self, job_id: str, path: str) -> Message | None:
+        """The job in the file ``path`` (an unreadable one with its bytes), ``None`` when the
+        file is gone or holds another job."""
         folder = self.folder
         try:
             message, _ = folder.read(path)
