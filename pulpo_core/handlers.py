@@ -19,7 +19,7 @@ import cattrs
 from pulpo_core.converter import converter, describe_error
 from pulpo_core.errors import PluginError
 from pulpo_core.message import Message
-from pulpo_core.pool.limits import await_limited, submit
+from pulpo_core.pool.limits import await_limited
 from pulpo_core.result import FatalError, Result, TransientError
 
 
@@ -89,7 +89,7 @@ class Handler:
                 args = (body, message) if self._wants_message else (body,)
                 returned = self._call(*args)
             if inspect.iscoroutine(returned):
-                returned = await_limited(submit(returned), time_limit)
+                returned = await_limited(returned, time_limit)
         except TransientError as error:
             return Result.transient(error)
         except FatalError as error:

@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import Coroutine
-from concurrent.futures import Future
 from typing import Any
 
 log = logging.getLogger("pulpo.pool")
@@ -15,6 +14,36 @@ log = logging.getLogger("pulpo.pool")
 #: A loop that falls this many seconds behind has a handler blocking it (a sync sleep).
 LAG_WARNING = 1.0
 _TICK = 0.25
+
+
+class RanOut(Exception):
+    """A coroutine run with a timeout ran past it (its task is being cancelled)."""
+
+
+class _Waiter:
+    """One coroutine run for a slot thread: the task on the loop, and a lock the slot thread
+    waits on, released when the task is done (lighter than a ``concurrent.futures.Future``
+    chained to the task: no condition variable, no second future, one call onto the loop)."""
+
+    __slots__ = ("coroutine", "done", "loop", "task")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop):
+        self.coroutine = coroutine
+        self.loop = loop
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.task: asyncio.Task[Any] | None = None
+
+    def start(self) -> None:  # on the loop
+        self.task = task = self.loop.create_task(self.coroutine)
+        task.add_done_callback(self.finish)
+
+    def finish(self, _task: asyncio.Task[Any]) -> None:  # on the loop
+        self.done.release()
+
+    def cancel(self) -> None:  # on the loop, after start (calls run in order)
+        if self.task is not None:
+            self.task.cancel()
 
 
 class AsyncRunner:
@@ -25,9 +54,18 @@ class AsyncRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watch: asyncio.Task[None] | None = None
 
-    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> Future[Any]:
-        """Schedule the coroutine on the loop; its future (``cancel()`` cancels the task)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self._ensure())
+    def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 0.0) -> Any:
+        """Run the coroutine on the loop and wait for it: its result, or its exception raised
+        here. With ``timeout`` (seconds, 0: none) the task is cancelled when it runs longer,
+        and :class:`RanOut` raised at once (the task's cancellation happens on the loop)."""
+        loop = self._ensure()
+        waiter = _Waiter(coroutine, loop)
+        loop.call_soon_threadsafe(waiter.start)
+        if not waiter.done.acquire(timeout=timeout if timeout > 0 else -1):
+            loop.call_soon_threadsafe(waiter.cancel)
+            raise RanOut(f"the coroutine ran past {timeout:g} s")
+        assert waiter.task is not None
+        return waiter.task.result()
 
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:

@@ -10,7 +10,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from pulpo_core.message import Message
-from pulpo_core.pool.async_runner import RUNNER
+from pulpo_core.pool.async_runner import RUNNER, RanOut
 from pulpo_core.pool.settings import WorkerSettings
 from pulpo_core.result import Result
 
@@ -64,15 +64,10 @@ def run_limited(run: Callable[[Message], Any], message: Message, seconds: float)
         return Result.transient(JobTimeout(time_limit_error(seconds)))
 
 
-def await_limited(future: Future[Any], seconds: float) -> Any:
-    """The outcome of a coroutine submitted to the loop; cancelled at its time limit."""
+def await_limited(coroutine: Any, seconds: float) -> Any:
+    """Run an async handler's coroutine on the process's loop and wait for its outcome; its
+    task is cancelled at its time limit (``seconds``, 0: none)."""
     try:
-        return future.result(timeout=seconds if seconds > 0 else None)
-    except FutureTimeout:
-        future.cancel()
+        return RUNNER.run(coroutine, seconds)
+    except RanOut:
         return Result.transient(JobTimeout(time_limit_error(seconds)))
-
-
-def submit(coroutine: Any) -> Future[Any]:
-    """Put an async handler's coroutine on the process's loop."""
-    return RUNNER.submit(coroutine)
