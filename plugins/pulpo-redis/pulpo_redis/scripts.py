@@ -30,10 +30,12 @@ local function bury_foreign(n, why, now)
   redis.call('HSET', FOREIGN, n, why)
   redis.call('ZADD', B, now, n)
 end
+local function member(p, at, n)
+  return string.format('%010d%015d%012d', tonumber(p) or 2147483648, at, tonumber(n))
+end
 local function make_ready(n, at)
   local k = jkey(n)
-  local p = tonumber(redis.call('HGET', k, 'p')) or 2147483648
-  local m = string.format('%010d%015d%012d', p, at, tonumber(n))
+  local m = member(redis.call('HGET', k, 'p'), at, n)
   redis.call('HSET', k, 's', 'ready', 'm', m, 'at', at)
   redis.call('ZADD', R, 0, m)
 end
@@ -63,20 +65,21 @@ local function promote(now)
   end
   if #due + #lost > 0 then redis.call('LPUSH', WAKE, 1) end
 end
+-- The job's fields {s, k, u, uf, t} when the lease ``token`` holds it, else false (also for a
+-- key that is not a hash: HMGET answers an error, which pcall returns).
 local function held(n, token)
-  local k = jkey(n)
-  if kind(k) ~= 'hash' then return false end
-  local fields = redis.call('HMGET', k, 's', 'k')
-  return fields[1] == 'reserved' and fields[2] == token
+  local f = redis.pcall('HMGET', jkey(n), 's', 'k', 'u', 'uf', 't')
+  if f.err or f[1] ~= 'reserved' or f[2] ~= token then return false end
+  return f
 end
 local function ukey(name) return string.sub(base, 1, -3) .. 'u:' .. name end
-local function free_unique(n, hold)
+local function free_unique(n, hold, name, uf)
   -- A unique job's key is held while it lives; ``unique_for`` keeps it that long after.
-  local name = redis.call('HGET', jkey(n), 'u')
+  -- ``name`` and ``uf`` are the job's fields ``u`` and ``uf``, read by the caller.
   if not name then return end
   local k = ukey(name)
   if redis.call('GET', k) ~= tostring(n) then return end
-  local seconds = tonumber(redis.call('HGET', jkey(n), 'uf')) or 0
+  local seconds = tonumber(uf) or 0
   if hold and seconds > 0 then
     redis.call('EXPIRE', k, math.ceil(seconds))
   else
@@ -84,8 +87,7 @@ local function free_unique(n, hold)
   end
 end
 local function wake()
-  redis.call('LPUSH', WAKE, 1)
-  redis.call('LTRIM', WAKE, 0, 63)
+  if redis.call('LPUSH', WAKE, 1) > 64 then redis.call('LTRIM', WAKE, 0, 63) end
 end
 """
 
@@ -94,12 +96,15 @@ local n = redis.call('INCR', SEQ)
 local k = jkey(n)
 local now = now_ms()
 local at = tonumber(ARGV[4])
-redis.call('HSET', k, 'd', ARGV[2], 'a', 0, 'p', ARGV[3], 't', ARGV[5], 'n', 0)
 if at > now then
-  redis.call('HSET', k, 's', 'delayed', 'at', at)
+  redis.call('HSET', k, 'd', ARGV[2], 'a', 0, 'p', ARGV[3], 't', ARGV[5], 'n', 0,
+             's', 'delayed', 'at', at)
   redis.call('ZADD', D, at, n)
 else
-  make_ready(n, now)
+  local m = member(ARGV[3], now, n)
+  redis.call('HSET', k, 'd', ARGV[2], 'a', 0, 'p', ARGV[3], 't', ARGV[5], 'n', 0,
+             's', 'ready', 'm', m, 'at', now)
+  redis.call('ZADD', R, 0, m)
 end
 wake()
 """
@@ -131,16 +136,17 @@ while true do
   local m = top[1]
   local n = tostring(tonumber(string.sub(m, 26)))
   local k = jkey(n)
-  local t = kind(k)
-  if t == 'hash' and redis.call('HGET', k, 'm') == m then
-    local f = redis.call('HMGET', k, 'd', 't', 'a')
-    local ttr = tonumber(f[2]) or tonumber(ARGV[2])
-    local token = tostring(redis.call('HINCRBY', k, 'n', 1))
-    redis.call('HSET', k, 's', 'reserved', 'k', token)
+  -- One read for the check and the job (a key that is no hash answers an error; a missing
+  -- one, or a job made ready again since, has another member).
+  local f = redis.pcall('HMGET', k, 'm', 'd', 't', 'a', 'n')
+  if f.err then
+    bury_foreign(n, 'its key holds a Redis ' .. kind(k) .. ', not a job hash', now)
+  elseif f[1] == m then
+    local ttr = tonumber(f[3]) or tonumber(ARGV[2])
+    local token = tostring((tonumber(f[5]) or 0) + 1)
+    redis.call('HSET', k, 's', 'reserved', 'k', token, 'n', token)
     redis.call('ZADD', X, now + ttr * 1000, n)
-    return {n, f[1] or '', f[3] or '0', ttr, token}
-  elseif t ~= 'hash' and t ~= 'none' then
-    bury_foreign(n, 'its key holds a Redis ' .. t .. ', not a job hash', now)
+    return {n, f[2] or '', f[4] or '0', ttr, token}
   end
 end
 redis.call('DEL', WAKE)
@@ -158,9 +164,10 @@ return {'', math.max(soon, -1)}
 #: ARGV: base, n, token. 1 when deleted, 0 when the lease is no longer this token's.
 COMMIT = _COMMON + """
 local n = ARGV[2]
-if not held(n, ARGV[3]) then return 0 end
+local f = held(n, ARGV[3])
+if not f then return 0 end
 redis.call('ZREM', X, n)
-free_unique(n, true)
+free_unique(n, true, f[3], f[4])
 redis.call('DEL', jkey(n))
 return 1
 """
@@ -192,10 +199,11 @@ return 1
 #: ARGV: base, n, token, reason. 1 when buried, 0 when the lease is no longer this token's.
 BURY = _COMMON + """
 local n = ARGV[2]
-if not held(n, ARGV[3]) then return 0 end
+local f = held(n, ARGV[3])
+if not f then return 0 end
 redis.call('ZREM', X, n)
 redis.call('HDEL', jkey(n), 'k')
-free_unique(n, false)
+free_unique(n, false, f[3], f[4])
 redis.call('HSET', jkey(n), 's', 'buried', 'w', ARGV[4])
 redis.call('ZADD', B, now_ms(), n)
 return 1
@@ -204,8 +212,9 @@ return 1
 #: ARGV: base, n, token. 1 when the lease was renewed for another ttr, 0 when no longer held.
 TOUCH = _COMMON + """
 local n = ARGV[2]
-if not held(n, ARGV[3]) then return 0 end
-local ttr = tonumber(redis.call('HGET', jkey(n), 't')) or 60
+local f = held(n, ARGV[3])
+if not f then return 0 end
+local ttr = tonumber(f[5]) or 60
 redis.call('ZADD', X, 'XX', now_ms() + ttr * 1000, n)
 return 1
 """
@@ -236,9 +245,9 @@ local found = 0
 if redis.call('HDEL', FOREIGN, n) == 1 then found = 1 end
 found = found + redis.call('ZREM', B, n) + redis.call('ZREM', D, n) + redis.call('ZREM', X, n)
 if kind(k) == 'hash' then
-  free_unique(n, false)
-  local m = redis.call('HGET', k, 'm')
-  if m then redis.call('ZREM', R, m) end
+  local f = redis.call('HMGET', k, 'u', 'uf', 'm')
+  free_unique(n, false, f[1], f[2])
+  if f[3] then redis.call('ZREM', R, f[3]) end
   found = found + 1
 end
 redis.call('DEL', k)
