@@ -22,6 +22,7 @@ from pulpo_core.message import BURIED_REASON, DEFAULT_TTR, Message
 from pulpo_redis import codec
 from pulpo_redis.connection import LOST, Connection
 from pulpo_redis.keys import QueueKeys, job_id, parse_id
+from pulpo_redis.pipelined import Owed, Pipeline
 from pulpo_redis.settings import SECTION, RedisSettings
 
 log = logging.getLogger("pulpo.redis")
@@ -44,7 +45,12 @@ class RedisQueueAdapter:
                       for q in dict.fromkeys((self.settings.queue, *self.settings.watched))}
         #: message id -> lease token, for the jobs this adapter holds.
         self._held: dict[str, str] = {}
+        #: message id -> when its lease runs out (monotonic seconds, a second early).
+        self._deadlines: dict[str, float] = {}
         self._lock = threading.Lock()
+        #: Commits answered with the next claim (a single server only: see pulpo_redis.pipelined).
+        self._pipeline = None if self.settings.is_cluster else Pipeline(self.connection,
+                                                                        self._commit_again)
 
     # -- plumbing ----------------------------------------------------------------------------
     def _queue(self, name: str) -> QueueKeys:
@@ -130,7 +136,11 @@ class RedisQueueAdapter:
     def _claim(self, keys: QueueKeys) -> tuple[Message | None, float]:
         """One claim on a queue: the job, or None and the seconds until something is due."""
         while True:
-            reply = self.connection.run("CLAIM", keys.all, [keys.jobs, DEFAULT_TTR])
+            reply = None
+            if self._pipeline is not None and self._pipeline.owed:
+                reply = self._pipeline.claim(keys, DEFAULT_TTR)
+            if reply is None:
+                reply = self.connection.run("CLAIM", keys.all, [keys.jobs, DEFAULT_TTR])
             number = _text(reply[0])
             if not number:
                 soon = int(reply[1])
@@ -147,6 +157,7 @@ class RedisQueueAdapter:
                 continue
             with self._lock:
                 self._held[message_id] = token
+                self._deadlines[message_id] = time.monotonic() + int(reply[3]) - 1
             return message, 0.0
 
     def dequeue(self) -> Message | None:
@@ -198,10 +209,29 @@ class RedisQueueAdapter:
         done = self._script(name, keys, number, token, *args, what=what)
         with self._lock:
             self._held.pop(message.id or "", None)
+            self._deadlines.pop(message.id or "", None)
         return bool(done)
 
     def commit(self, message: Message) -> bool:
+        """Delete the done job; ``False`` when this worker no longer holds it. While its lease
+        runs, the commit is sent and its answer read with the next claim (True at once)."""
+        pipeline, message_id = self._pipeline, message.id or ""
+        if pipeline is not None and time.monotonic() < self._deadlines.get(message_id, 0.0):
+            lease = self._lease(message)
+            if lease is not None:
+                with self._lock:
+                    self._held.pop(message_id, None)
+                    self._deadlines.pop(message_id, None)
+                keys, number, token = lease
+                pipeline.commit(message_id, keys, number, token)
+                return True
         return self._settle("COMMIT", message, what=f"delete job {message.id}")
+
+    def _commit_again(self, owed: Owed) -> None:
+        """An owed commit run through the client (its first sending may have arrived: then
+        the lease token no longer matches and nothing happens)."""
+        self._script("COMMIT", owed.keys, owed.number, owed.token,
+                     what=f"delete job {owed.message_id}")
 
     def rollback(self, message: Message, delay: float = 0) -> bool:
         return self._settle("ROLLBACK", message, max(0, round(delay * 1000)), 1,
@@ -221,9 +251,16 @@ class RedisQueueAdapter:
         keys, number, token = lease
         if not self._script("TOUCH", keys, number, token, what=f"renew job {message.id}"):
             log.warning("job %s: its lease ran out before it was renewed", message.id)
+            return
+        with self._lock:
+            if message.id in self._deadlines:
+                self._deadlines[message.id or ""] = (
+                    time.monotonic() + (message.ttr or DEFAULT_TTR) - 1)
 
     def flush(self) -> None:
-        """Nothing is left pending: every acknowledgement is sent when it is made."""
+        """Read the answers owed for commits sent without waiting (the worker stops)."""
+        if self._pipeline is not None:
+            self._pipeline.settle()
 
     # -- operators ---------------------------------------------------------------------------
     def _read(self, keys: QueueKeys, number: str) -> Message | None:
@@ -335,4 +372,8 @@ class RedisQueueAdapter:
         return found
 
     def close(self) -> None:
-        self.connection.close()
+        try:
+            if self._pipeline is not None:
+                self._pipeline.close()
+        finally:
+            self.connection.close()
