@@ -335,3 +335,23 @@ class TestOtherAdapters:
             assert "Listing jobs is not available for this adapter (countsonly)" in page.body
         assert counts_on(views.overview({}).body) == {"ready": 4, "delayed": 0, "reserved": 1,
                                                       "buried": 2}
+
+
+class TestDocs:
+    def test_every_flag_of_pulpo_dashboard_is_documented(self) -> None:
+        import argparse
+
+        from pulpo_dashboard.cli import add_arguments
+
+        root = Path(__file__).resolve().parent.parent
+        cli = (root / "docs" / "cli.md").read_text(encoding="utf-8")
+        section = cli[cli.index("## `dashboard`\n"):]
+        section = section[: section.index("\n## ", 1)]
+        page = (root / "docs" / "plugins" / "dashboard.md").read_text(encoding="utf-8")
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        flags = [f for a in parser._actions for f in a.option_strings if f not in ("-h", "--help")]
+        assert flags == ["--host", "--port", "--token", "--interval", "--refresh"]
+        for flag in flags:
+            assert f"`{flag}" in section, f"pulpo dashboard {flag} is missing from docs/cli.md"
+            assert f"`{flag}" in page, f"{flag} is missing from docs/plugins/dashboard.md"
