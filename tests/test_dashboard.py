@@ -248,10 +248,18 @@ class TestStart:
             server.stop()
         assert queue.queue_adapter.stats()["buried"] == 0
 
-    def test_it_listens_on_loopback_unless_told_otherwise(self) -> None:
-        from pulpo_dashboard.cli import DEFAULT_HOST
-
-        assert DEFAULT_HOST == "127.0.0.1"
+    def test_it_listens_on_loopback_unless_told_otherwise(
+        self, dashboard: DashboardProcess
+    ) -> None:
+        # The kernel's table of listening TCP sockets: local address 127.0.0.1, nothing else.
+        port = f"{dashboard.port:04X}"
+        listening = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                     if line.split()[1].endswith(f":{port}") and line.split()[3] == "0A"]
+        v6 = Path("/proc/net/tcp6")
+        if v6.exists():
+            listening += [line.split()[1] for line in v6.read_text().splitlines()[1:]
+                          if line.split()[1].endswith(f":{port}") and line.split()[3] == "0A"]
+        assert listening == [f"0100007F:{port}"]
 
     def test_sigterm_stops_it_with_exit_0(
         self, settings: dict[str, Any], tmp_path: Path
@@ -355,3 +363,22 @@ class TestDocs:
         for flag in flags:
             assert f"`{flag}" in section, f"pulpo dashboard {flag} is missing from docs/cli.md"
             assert f"`{flag}" in page, f"{flag} is missing from docs/plugins/dashboard.md"
+
+
+class TestPackaging:
+    def test_the_wheel_carries_the_templates_and_the_style_sheet(self, tmp_path: Path) -> None:
+        import zipfile
+
+        root = Path(__file__).resolve().parent.parent
+        package = root / "plugins" / "pulpo-dashboard" / "pulpo_dashboard"
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+             "--wheel-dir", str(tmp_path), str(package.parent)],
+            check=True, capture_output=True, timeout=300,
+        )
+        (wheel,) = tmp_path.glob("pulpo_dashboard-*.whl")
+        names = set(zipfile.ZipFile(wheel).namelist())
+        data = [p.relative_to(package.parent).as_posix()
+                for p in [*package.glob("templates/*.html"), *package.glob("static/*")]]
+        assert len(data) >= 6
+        assert set(data) <= names, set(data) - names
