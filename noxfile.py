@@ -13,7 +13,9 @@ PLUGINS = sorted(str(p.parent) for p in (ROOT / "plugins").glob("*/pyproject.tom
 # tests/test_release.py builds pulpo-expiration (1.27 writes the license files).
 # mkdocs: tests/test_docs_site.py builds the documentation site (strict) in every test run.
 # packaging: tests/test_release.py checks the release checks of .ci/release.py.
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "hatchling>=1.27", "mkdocs>=1.6", "packaging>=26"]
+# selenium: tests/test_dashboard_browser.py drives Debian's chromium through its chromedriver.
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "hatchling>=1.27", "mkdocs>=1.6", "packaging>=26",
+             "selenium>=4.20"]
 #: What the release checks run with: the build frontend, twine and packaging (26 reads
 #: metadata 2.4 and 2.5, which hatchling writes: the license expression and files).
 RELEASE_DEPS = ["build>=1.2", "twine>=6.1", "packaging>=26"]
@@ -45,7 +47,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the core and every plugin package."""
-    install_project(session, "mypy", *TEST_DEPS)
+    install_project(session, "mypy", "types-waitress", *TEST_DEPS)
     packages = ["pulpo_core"] + [
         str(p) for path in PLUGINS for p in Path(path).glob("pulpo_*") if p.is_dir()
     ]
