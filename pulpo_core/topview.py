@@ -15,7 +15,14 @@ from collections.abc import Mapping
 
 import attrs
 
-from pulpo_core.adapter import JOB_STATES, JobListing, PublishCounting, QueueAdapter, ReadyAging
+from pulpo_core.adapter import (
+    JOB_STATES,
+    JobListing,
+    PartialListing,
+    PublishCounting,
+    QueueAdapter,
+    ReadyAging,
+)
 
 #: The most jobs of one state read per refresh to count the jobs by request type.
 TYPE_SAMPLE = 2000
@@ -39,6 +46,8 @@ class Snapshot:
     #: state -> jobs listed for :attr:`types` (fewer than counted: the per-type counts are
     #: partial, a sample or all the adapter can show).
     listed: Mapping[str, int] = attrs.field(factory=dict)
+    #: What the adapter's listing leaves out (:class:`~pulpo_core.adapter.PartialListing`).
+    listing_note: str | None = None
 
     @property
     def live(self) -> int:
@@ -58,7 +67,9 @@ def take_snapshot(adapter: QueueAdapter, *, by_type: bool = True) -> Snapshot:
         types = {}
         for state in JOB_STATES:
             listed[state] = _count_types(adapter, state, types)
-    return Snapshot(time.monotonic(), counts, published, oldest, ages_known, types, listed)
+    note = adapter.listing_note() if isinstance(adapter, PartialListing) else None
+    return Snapshot(time.monotonic(), counts, published, oldest, ages_known, types, listed,
+                    note)
 
 
 def _count_types(adapter: JobListing, state: str, types: dict[str, dict[str, int]]) -> int:
@@ -163,4 +174,6 @@ def type_lines(now: Snapshot) -> list[str]:
                for state, listed in now.listed.items() if listed < now.counts.get(state, 0)]
     if partial:
         lines.append(f"(by type, listed: {', '.join(partial)})")
+        if now.listing_note:
+            lines.append(f"({now.listing_note})")
     return lines

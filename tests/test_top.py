@@ -124,7 +124,8 @@ def test_publish_and_drain_rates_oldest_age_and_types_come_from_the_queue(
     assert now.types is not None
     lines = type_lines(now)
     if adapter == "beanstalkd":  # only the next job of each state can be seen
-        assert lines[-1].startswith("(by type, listed: ")
+        assert lines[-2].startswith("(by type, listed: ")
+        assert lines[-1].startswith("(beanstalkd shows only the next job of each state")
     else:
         assert now.types == {"mail": {"ready": 4, "delayed": 1}, "old": {"ready": 1}}
         assert [line.split() for line in lines] == [
