@@ -80,6 +80,32 @@ class TestPages:
                            and float(found.group(2)) > 0 and found, "a rising ready count")
         assert growing.group(1) == "31"
 
+    def test_publish_and_drain_rates_come_from_the_adapters_publish_count(
+        self, queue: Pulpo, dashboard: DashboardProcess
+    ) -> None:
+        wait_for(lambda: 'id="publish-rate"' in dashboard.get("/").text,
+                 "two samples of the publish count")
+        for _ in range(30):
+            queue.publish(Message("x", {}))
+        adapter = queue.queue_adapter
+        for _ in range(10):
+            taken = adapter.dequeue()
+            assert taken is not None
+            adapter.commit(taken)
+        figures = re.compile(r'id="publish-rate">([\d.]+)</span> / min, drained '
+                             r'<span id="drain-rate">([\d.]+)<')
+
+        def settled() -> tuple[float, float] | None:
+            found = figures.search(dashboard.get("/").text)
+            if found is None:
+                return None
+            publish, drain = float(found.group(1)), float(found.group(2))
+            # 30 published and 10 drained within the same span: drain is a third of publish.
+            return (publish, drain) if publish > 0 and abs(drain / publish - 1 / 3) < 0.02 else None
+
+        publish, drain = wait_for(settled, "the rates of 30 publishes and 10 jobs drained")
+        assert publish > drain > 0
+
     def test_job_lists_come_page_by_page_through_plain_links(
         self, queue: Pulpo, dashboard: DashboardProcess
     ) -> None:

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, app: App) -> int:
     adapter = app.queue_adapter
     name = str(app.config.queue_adapter_type)
     queue = Queue(adapter, name)
-    sampler = Sampler(queue.stats, args.interval)
+    sampler = Sampler(queue.sample, args.interval)
     origins = Origins(args.host, args.port)
     dashboard = Dashboard(Views(queue, sampler, args.refresh), origins, token)
     try:

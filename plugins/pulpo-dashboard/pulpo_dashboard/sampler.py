@@ -1,4 +1,8 @@
-"""The queue's counts over the last minutes, sampled by a background thread for the chart."""
+"""The queue's counts over the last minutes, sampled by a background thread for the chart.
+
+Where the adapter counts its publishes (:class:`~pulpo_core.adapter.PublishCounting`) a sample
+also holds that count, and the rates include the publish rate and the drain rate (the jobs that
+left the queue: the publishes less the growth of the queue)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from pulpo_core.adapter import JOB_STATES
+
+#: The key under which a read of the queue gives its publish count (beside the state counts).
+PUBLISHED = "published"
 
 log = logging.getLogger("pulpo.dashboard")
 
@@ -26,6 +33,8 @@ class Sample:
 
     at: float
     counts: Mapping[str, int]
+    #: The adapter's publish count, ``None`` when it does not count them.
+    published: int | None = None
 
 
 class Sampler:
@@ -62,8 +71,10 @@ class Sampler:
             return
         self.error = None
         kept = {state: int(counts.get(state, 0)) for state in JOB_STATES}
+        published = counts.get(PUBLISHED)
         with self._lock:
-            self._samples.append(Sample(time.time(), kept))
+            self._samples.append(Sample(time.time(), kept,
+                                        None if published is None else int(published)))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -78,8 +89,9 @@ class Sampler:
 
 
 def rates(samples: list[Sample], span: float = RATE_SPAN) -> dict[str, float] | None:
-    """Each state's change per minute over about the last ``span`` seconds (and ``total``);
-    ``None`` until there are two samples."""
+    """Each state's change per minute over about the last ``span`` seconds (and ``total``, and
+    ``publish`` and ``drain`` where the adapter counts its publishes); ``None`` until there are
+    two samples."""
     if len(samples) < 2:
         return None
     last = samples[-1]
@@ -91,4 +103,9 @@ def rates(samples: list[Sample], span: float = RATE_SPAN) -> dict[str, float] | 
         return None
     found = {state: (last.counts[state] - first.counts[state]) / minutes for state in JOB_STATES}
     found["total"] = sum(found.values())
+    if first.published is not None and last.published is not None:
+        published = (last.published - first.published) / minutes
+        if published >= 0:  # a count that started over (a restarted server) shows no rate
+            found["publish"] = published
+            found["drain"] = max(0.0, published - found["total"])
     return found

@@ -15,10 +15,16 @@ from typing import Any
 import attrs
 import jinja2
 
-from pulpo_core.adapter import JOB_STATES, JobListing, PartialListing, QueueAdapter
+from pulpo_core.adapter import (
+    JOB_STATES,
+    JobListing,
+    PartialListing,
+    PublishCounting,
+    QueueAdapter,
+)
 from pulpo_core.message import BURIED_REASON, Message
 from pulpo_dashboard.chart import chart
-from pulpo_dashboard.sampler import Sampler, rates
+from pulpo_dashboard.sampler import PUBLISHED, Sampler, rates
 
 #: Jobs per page unless the page asks for another number (``?limit=``), and the most it may.
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
@@ -45,10 +51,20 @@ class Queue:
         self.lock = threading.Lock()
         self.listing = isinstance(adapter, JobListing)
         self.note = adapter.listing_note() if isinstance(adapter, PartialListing) else None
+        self.counts_publishes = isinstance(adapter, PublishCounting)
 
     def stats(self) -> Mapping[str, int]:
         with self.lock:
             return dict(self.adapter.stats())
+
+    def sample(self) -> Mapping[str, int]:
+        """The counts, and the publish count under ``PUBLISHED`` where the adapter has one."""
+        with self.lock:
+            counts = dict(self.adapter.stats())
+            if self.counts_publishes:
+                assert isinstance(self.adapter, PublishCounting)
+                counts[PUBLISHED] = self.adapter.published_total()
+            return counts
 
     def list_jobs(self, state: str, limit: int, after: str | None) -> Sequence[Message]:
         assert isinstance(self.adapter, JobListing)
@@ -134,6 +150,7 @@ class Views:
             window_minutes=int(self.sampler.window // 60), interval=f"{self.sampler.interval:g}",
             refresh=f"{self.refresh:g}" if self.refresh > 0 else None,
             listing=self.queue.listing, listing_note=self.queue.note,
+            counts_publishes=self.queue.counts_publishes,
             notice=_kicked_notice(query),
         )
 
