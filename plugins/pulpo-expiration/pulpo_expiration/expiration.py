@@ -2,8 +2,8 @@
 
 Modelled on dramatiq's ``AgeLimit`` middleware, a filter that returns early: the expired job gets
 a fatal result, and this plugin's policy buries it with a reason starting with ``expired`` (kept,
-counted in ``stats``, back with ``pulpo kick``) and the outcome ``expired`` for observers. With ``on_expired = "delete"`` in the
-``[expiration]`` section the job is deleted instead.
+counted in ``stats``, back with ``pulpo kick``) and the outcome ``expired`` for observers. With
+``on_expired = "delete"`` in the ``[expiration]`` section the job is deleted instead.
 """
 
 from __future__ import annotations

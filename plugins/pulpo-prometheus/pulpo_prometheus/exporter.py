@@ -115,7 +115,7 @@ class PoolExporter:
         os.environ[MULTIPROC_ENV] = self.folder
         os.environ[POOL_ENV] = self.folder
         self.registry = CollectorRegistry()
-        MultiProcessCollector(self.registry, path=self.folder)
+        MultiProcessCollector(self.registry, path=self.folder)  # type: ignore[no-untyped-call]
         self.probe = _probe(app, settings)
         self.registry.register(QueueCollector(self.probe))
         try:
@@ -129,7 +129,7 @@ class PoolExporter:
 
     def child_exited(self, pid: int) -> None:
         # Its counters and histograms stay (they add up); its in-flight gauge goes.
-        mark_process_dead(pid, self.folder)
+        mark_process_dead(pid, self.folder)  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         self.server.close()
