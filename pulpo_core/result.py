@@ -87,7 +87,7 @@ class Bury:
 
     ``outcome`` names why, for observers (the ``outcome`` label of job metrics, JSON logs):
     ``"buried"`` (a fatal failure, or retries used up) unless the policy that buries says
-    otherwise (the expiration filter buries an expired job with ``"expired"``).
+    otherwise (``"expired"`` for a job whose expiration had passed).
     """
 
     reason: str

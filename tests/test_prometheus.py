@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -407,3 +408,75 @@ class TestCoreHooks:
     def test_a_bury_names_its_outcome(self) -> None:
         assert outcome_name(Bury("failed")) == "buried"
         assert outcome_name(Bury("expired at ...", outcome="expired")) == "expired"
+
+
+class _Queue:
+    """A stand-in adapter whose ``stats()`` can be made to hang or fail."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = threading.Event()
+        self.release.set()
+        self.fail = False
+
+    def stats(self) -> dict[str, int]:
+        self.calls += 1
+        self.release.wait()
+        if self.fail:
+            raise ConnectionError("the queue is gone")
+        return {"ready": 3, "delayed": 0, "reserved": 1, "buried": 2, "total": 6}
+
+
+class TestProbe:
+    def probe(self, queue: _Queue, cache: float = 1.0, timeout: float = 0.3) -> Any:
+        from pulpo_prometheus.probe import QueueProbe
+
+        closed: list[bool] = []
+        made = QueueProbe(lambda: queue, lambda: closed.append(True), cache, timeout)
+        made.closed = closed
+        return made
+
+    def test_a_reading_serves_the_scrapes_within_the_cache(self) -> None:
+        queue = _Queue()
+        probe = self.probe(queue, cache=1.0)
+        try:
+            first, second = probe.read(), probe.read()
+            assert first.up and first.counts["buried"] == 2
+            assert second is first and queue.calls == 1
+            time.sleep(1.1)
+            assert probe.read().up and queue.calls == 2
+        finally:
+            probe.close()
+
+    def test_a_hung_queue_is_down_after_the_timeout_and_is_asked_once(self) -> None:
+        queue = _Queue()
+        queue.release.clear()
+        probe = self.probe(queue, cache=1.0, timeout=0.3)
+        try:
+            started = time.monotonic()
+            reading = probe.read()
+            assert not reading.up and "no answer within 0.3s" in str(reading.error)
+            assert time.monotonic() - started < 1.0
+            time.sleep(1.1)
+            assert not probe.read().up
+            assert queue.calls == 1, "a hung call is waited on, not joined by another"
+            queue.release.set()
+            time.sleep(1.1)
+            assert probe.read().up
+        finally:
+            queue.release.set()
+            probe.close()
+
+    def test_a_failing_queue_is_down_and_its_adapter_replaced(self) -> None:
+        queue = _Queue()
+        queue.fail = True
+        probe = self.probe(queue, cache=1.0)
+        try:
+            reading = probe.read()
+            assert not reading.up and "the queue is gone" in str(reading.error)
+            assert probe.closed == [True], "a fresh adapter next time"
+            queue.fail = False
+            time.sleep(1.1)
+            assert probe.read().up
+        finally:
+            probe.close()
