@@ -484,3 +484,46 @@ class TestProbe:
             assert probe.read().up
         finally:
             probe.close()
+
+
+class TestObserverLifecycle:
+    def observers(self, app: Pulpo) -> list[str]:
+        return [
+            impl.plugin_name
+            for impl in app.plugin_manager.hook.pulpo_after_process.get_hookimpls()
+            if impl.plugin_name.startswith("pulpo_prometheus")
+        ]
+
+    def test_with_metrics_off_the_plugin_observes_no_job(self) -> None:
+        app = Pulpo({"queue_adapter_type": "memory", "shutdown_after_number_of_empty_iterations": 1,
+                     "prometheus": {"port": 0}})
+        try:
+            assert "prometheus" in dict(app.plugin_manager.list_name_plugin()), "installed"
+            seen: list[list[str]] = []
+            app.register_handler("look", lambda message: seen.append(self.observers(app)))
+            app.publish(Message("look"))
+            app.start()
+            assert seen == [[]], "no pulpo_after_process of this plugin: no attempts round trip"
+        finally:
+            app.close()
+
+    def test_with_metrics_on_a_worker_observes_its_jobs_until_it_stops(self) -> None:
+        port = free_port()
+        app = Pulpo({"queue_adapter_type": "memory", "shutdown_after_number_of_empty_iterations": 1,
+                     "prometheus": {"port": port}})
+        try:
+            seen: list[list[str]] = []
+
+            def look(message: Message) -> None:
+                seen.append(self.observers(app))
+                assert value(scrape(port), "pulpo_jobs_in_flight") == 1
+
+            app.register_handler("look", look)
+            app.publish(Message("look"))
+            app.start()
+            assert seen == [[f"pulpo_prometheus.worker.{id(app)}"]]
+            assert self.observers(app) == [], "removed as the worker stopped"
+            with pytest.raises(OSError):
+                scrape(port)  # the server is closed too
+        finally:
+            app.close()

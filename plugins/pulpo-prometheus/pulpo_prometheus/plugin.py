@@ -1,18 +1,19 @@
 """The hooks of pulpo-prometheus (the module pluggy loads: kept light, it imports
-``prometheus_client`` only in the hooks that serve or record metrics).
+``prometheus_client`` only once metrics are on).
 
 - ``pulpo worker`` alone (no pool): the worker records and serves its own metrics.
 - ``pulpo worker --processes N``: the supervisor serves; its children record into its folder
   (see :mod:`pulpo_prometheus.exporter`).
 
-What a running worker or supervisor exports is kept per app, in a weak map: no state outlives
-its app.
+The hooks that watch jobs and children are not in this module: once metrics are on, the start
+hook registers an observer object on the app's own plugin manager, and the stop hook removes it.
+So an app with metrics off has no ``pulpo_after_process`` implementation of this plugin (the
+core then saves beanstalkd's attempts round trip), and no state outlives its app.
 """
 
 from __future__ import annotations
 
 import os
-import weakref
 from typing import TYPE_CHECKING, Protocol
 
 from pulpo_core.markers import hookimpl
@@ -40,8 +41,41 @@ class _Recording(Protocol):
     def close(self) -> None: ...
 
 
-_workers: weakref.WeakKeyDictionary[Pulpo, _Recording] = weakref.WeakKeyDictionary()
-_supervisors: weakref.WeakKeyDictionary[Pulpo, PoolExporter] = weakref.WeakKeyDictionary()
+class JobObserver:
+    """Registered on a worker's plugin manager while it exports: counts its jobs."""
+
+    def __init__(self, app: Pulpo, recording: _Recording) -> None:
+        self.app = app
+        self.recording = recording
+
+    @hookimpl(tryfirst=True)  # before filters that may answer first (expiration)
+    def pulpo_before_process(self, app: Pulpo) -> None:
+        if app is self.app:
+            self.recording.metrics.started()
+
+    @hookimpl
+    def pulpo_after_process(
+        self, message: Message, action: Action, app: Pulpo, duration: float
+    ) -> None:
+        if app is self.app:
+            self.recording.metrics.settled(message.request_type, outcome_name(action), duration)
+
+
+class ChildWatcher:
+    """Registered on a supervisor's plugin manager while it exports: forgets dead children."""
+
+    def __init__(self, app: Pulpo, exporter: PoolExporter) -> None:
+        self.app = app
+        self.exporter = exporter
+
+    @hookimpl
+    def pulpo_supervisor_child_exit(self, pid: int, app: Pulpo) -> None:
+        if app is self.app:
+            self.exporter.child_exited(pid)
+
+
+def _name(kind: str, app: Pulpo) -> str:
+    return f"pulpo_prometheus.{kind}.{id(app)}"
 
 
 @hookimpl
@@ -69,55 +103,37 @@ def pulpo_supervisor_start(app: Pulpo) -> None:
         return
     from pulpo_prometheus.exporter import PoolExporter
 
-    _supervisors[app] = PoolExporter(app, settings)
-
-
-@hookimpl
-def pulpo_supervisor_child_exit(pid: int, app: Pulpo) -> None:
-    exporter = _supervisors.get(app)
-    if exporter is not None:
-        exporter.child_exited(pid)
+    exporter = PoolExporter(app, settings)
+    app.plugin_manager.register(ChildWatcher(app, exporter), name=_name("supervisor", app))
 
 
 @hookimpl
 def pulpo_supervisor_stop(app: Pulpo) -> None:
-    exporter = _supervisors.pop(app, None)
-    if exporter is not None:
-        exporter.close()
+    watcher = app.plugin_manager.unregister(name=_name("supervisor", app))
+    if isinstance(watcher, ChildWatcher):
+        watcher.exporter.close()
 
 
 @hookimpl
 def pulpo_worker_start(app: Pulpo) -> None:
+    recording: _Recording
     folder = os.environ.get(POOL_ENV)
     if folder:  # a child of a supervisor that serves: record only
         from pulpo_prometheus.exporter import ChildRecorder
 
-        _workers[app] = ChildRecorder(folder)
-        return
-    settings = settings_of(app)
-    if settings.port == 0:
-        return
-    from pulpo_prometheus.exporter import WorkerExporter
+        recording = ChildRecorder(folder)
+    else:
+        settings = settings_of(app)
+        if settings.port == 0:
+            return
+        from pulpo_prometheus.exporter import WorkerExporter
 
-    _workers[app] = WorkerExporter(app, settings)
+        recording = WorkerExporter(app, settings)
+    app.plugin_manager.register(JobObserver(app, recording), name=_name("worker", app))
 
 
 @hookimpl
 def pulpo_worker_stop(app: Pulpo) -> None:
-    recording = _workers.pop(app, None)
-    if recording is not None:
-        recording.close()
-
-
-@hookimpl(tryfirst=True)  # before filters that may answer first (expiration)
-def pulpo_before_process(app: Pulpo) -> None:
-    recording = _workers.get(app)
-    if recording is not None:
-        recording.metrics.started()
-
-
-@hookimpl
-def pulpo_after_process(message: Message, action: Action, app: Pulpo, duration: float) -> None:
-    recording = _workers.get(app)
-    if recording is not None:
-        recording.metrics.settled(message.request_type, outcome_name(action), duration)
+    observer = app.plugin_manager.unregister(name=_name("worker", app))
+    if isinstance(observer, JobObserver):
+        observer.recording.close()
