@@ -257,17 +257,23 @@ class Pulpo:
             # the observers. Without observers a success costs no such round trip.
             message.attempts  # noqa: B018
         applied = self._apply(message, action)
+        duration = time.monotonic() - started
         if applied:
             try:
                 self.plugin_manager.call_each(
                     "pulpo_after_process",
-                    {"message": message, "result": result, "action": action, "app": self},
+                    {
+                        "message": message,
+                        "result": result,
+                        "action": action,
+                        "app": self,
+                        "duration": duration,
+                    },
                 )
             except Exception:  # an observer's failure must not stop the worker; it is settled
                 log.exception("a pulpo_after_process hook failed on job %s", message.id)
         if not log.isEnabledFor(logging.INFO):  # skip building the arguments (a hot path)
             return result
-        duration = time.monotonic() - started
         fields = job_fields(message, result, action if applied else None, duration)
         log.info(
             "job %s type=%s outcome=%s action=%s attempts=%s duration=%.1fms%s",

@@ -38,6 +38,9 @@ __all__ = [
     "pulpo_register_handlers",
     "pulpo_register_hints",
     "pulpo_result_policy",
+    "pulpo_supervisor_child_exit",
+    "pulpo_supervisor_start",
+    "pulpo_supervisor_stop",
     "pulpo_worker_start",
     "pulpo_worker_stop",
 ]
@@ -172,8 +175,14 @@ def pulpo_result_policy(message: Message, result: Result, app: App) -> Action | 
 
 
 @hookspec
-def pulpo_after_process(message: Message, result: Result, action: Action, app: App) -> None:
-    """Observe a job after its action was applied (metrics, audit logs)."""
+def pulpo_after_process(
+    message: Message, result: Result, action: Action, app: App, duration: float
+) -> None:
+    """Observe a job after its action was applied (metrics, audit logs).
+
+    :param duration: seconds from the start of the job's handling (its ``pulpo_before_process``
+        filters) to the end of its settle. Older implementations that do not take it still work.
+    """
 
 
 @hookspec
@@ -193,3 +202,25 @@ def pulpo_worker_start(app: App) -> None:
 @hookspec
 def pulpo_worker_stop(app: App) -> None:
     """Called once when a worker stops, after the last job was settled."""
+
+
+@hookspec
+def pulpo_supervisor_start(app: App) -> None:
+    """Called once in the ``pulpo worker`` process that supervises a pool, before it starts
+    any child. What it puts in ``os.environ`` every child inherits. Raise to stop the start."""
+
+
+@hookspec
+def pulpo_supervisor_child_exit(pid: int, exit_code: int, app: App) -> None:
+    """Called in the supervisor each time one of its children has ended, before any
+    replacement starts.
+
+    :param pid: the child's process id.
+    :param exit_code: its exit status; negative: killed by that signal (``-9``: SIGKILL).
+    """
+
+
+@hookspec
+def pulpo_supervisor_stop(app: App) -> None:
+    """Called once as the supervisor ends, after its last child has ended (also after a
+    failed start of its children)."""

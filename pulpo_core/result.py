@@ -83,9 +83,15 @@ class Retry:
 
 @attrs.frozen
 class Bury:
-    """Keep the job aside, with the reason, until an operator kicks or deletes it."""
+    """Keep the job aside, with the reason, until an operator kicks or deletes it.
+
+    ``outcome`` names why, for observers (the ``outcome`` label of job metrics, JSON logs):
+    ``"buried"`` (a fatal failure, or retries used up) unless the policy that buries says
+    otherwise (``"expired"`` for a job whose expiration had passed).
+    """
 
     reason: str
+    outcome: str = "buried"
 
 
 @attrs.frozen
@@ -100,7 +106,8 @@ Action = Commit | Retry | Bury | Drop
 
 #: The name of what happened to a job, by the action applied: the label ``outcome`` of job
 #: metrics and the field ``outcome`` of JSON logs. Drop is named ``expired``: the core's only
-#: reason to delete a job unrun (a plugin's own drops are named so too).
+#: reason to delete a job unrun (a plugin's own drops are named so too). A ``Bury`` is named by
+#: its own ``outcome`` (``buried`` unless its policy says otherwise).
 OUTCOME_NAMES: dict[type, str] = {
     Commit: "success",
     Retry: "retried",
@@ -114,4 +121,8 @@ NOT_HELD = "not_held"
 def outcome_name(action: Action | None) -> str:
     """``success``, ``retried``, ``buried`` or ``expired`` for an applied action;
     :data:`NOT_HELD` for ``None`` (nothing was applied)."""
-    return NOT_HELD if action is None else OUTCOME_NAMES[type(action)]
+    if action is None:
+        return NOT_HELD
+    if isinstance(action, Bury):
+        return action.outcome
+    return OUTCOME_NAMES[type(action)]

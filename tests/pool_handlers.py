@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from pulpo_core import Message
+from pulpo_core import FatalError, Message, TransientError
 
 LOG_ENV = "PULPO_TEST_LOG"
 
@@ -33,3 +33,17 @@ def slow(message: Message) -> None:
     note(message, "start")
     time.sleep(float(message.body.get("seconds", 0)))
     note(message, "done")
+
+
+def flaky(message: Message) -> None:
+    """Fail transiently on the first attempt (retried), succeed on the next."""
+    if message.attempts == 0:
+        note(message, "failed")
+        raise TransientError("the first attempt fails")
+    note(message, "done")
+
+
+def doomed(message: Message) -> None:
+    """Fail fatally (buried)."""
+    note(message, "buried")
+    raise FatalError("this job can never succeed")

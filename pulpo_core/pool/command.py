@@ -37,4 +37,9 @@ def run_worker_command(args: argparse.Namespace, make_app: MakeApp) -> int:
         settings.threads,
         app.config.queue_adapter_type,
     )
-    return Supervisor(command, settings.processes, settings.shutdown_timeout).run()
+    # The app (its adapter closed) goes on to the supervisor's hooks: plugins see the pool start,
+    # each child end and the pool stop.
+    try:
+        return Supervisor(command, settings.processes, settings.shutdown_timeout, app).run()
+    finally:
+        app.close()  # whatever a supervisor hook opened

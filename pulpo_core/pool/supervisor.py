@@ -2,7 +2,9 @@
 
 It restarts a child that died (with back-off), recycles ones that asked to be, forwards
 SIGTERM/SIGINT for a graceful stop (a second SIGINT stops at once), and on SIGHUP replaces every
-child by a fresh one that imports the handler code again.
+child by a fresh one that imports the handler code again. Plugins see it start, each child end
+and it stop through the hooks ``pulpo_supervisor_start``, ``pulpo_supervisor_child_exit`` and
+``pulpo_supervisor_stop``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import subprocess
 import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pulpo_core.host import App
 
 log = logging.getLogger("pulpo.pool")
 
@@ -46,8 +52,16 @@ class _Child:
 class Supervisor:
     """Runs ``processes`` copies of ``command`` (a child worker) until told to stop."""
 
-    def __init__(self, command: Sequence[str], processes: int, shutdown_timeout: float) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        processes: int,
+        shutdown_timeout: float,
+        app: App | None = None,
+    ) -> None:
         self.command = list(command)
+        #: The app whose plugins see the supervisor's hooks (none: no hooks are called).
+        self.app = app
         self.processes = processes
         self.shutdown_timeout = shutdown_timeout
         self.children: list[_Child] = []
@@ -64,15 +78,34 @@ class Supervisor:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         }
         try:
-            log.info(
-                "supervisor pid %d starting %d worker process(es)", os.getpid(), self.processes
-            )
-            for _ in range(self.processes):
-                self._start()
-            return self._watch()
+            if self.app is not None:
+                # Before any child exists: what a plugin sets in os.environ, children inherit.
+                self.app.hook.pulpo_supervisor_start(app=self.app)
+            try:
+                log.info(
+                    "supervisor pid %d starting %d worker process(es)", os.getpid(), self.processes
+                )
+                for _ in range(self.processes):
+                    self._start()
+                return self._watch()
+            finally:
+                self._hook("pulpo_supervisor_stop")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _hook(self, name: str, **arguments: object) -> None:
+        """Call a supervisor hook; a plugin's failure is logged, the supervision goes on."""
+        if self.app is None:
+            return
+        try:
+            getattr(self.app.hook, name)(app=self.app, **arguments)
+        except Exception:
+            log.exception("a %s hook failed", name)
+
+    def _exited(self, child: _Child) -> None:
+        code = child.process.returncode
+        self._hook("pulpo_supervisor_child_exit", pid=child.pid, exit_code=code)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
@@ -106,6 +139,7 @@ class Supervisor:
             ended = [child for child in self.children if child.process.poll() is not None]
             for child in ended:
                 self.children.remove(child)
+                self._exited(child)
                 if self._ended(child) == "give up":
                     self._stop_all()
                     return 1
@@ -179,3 +213,5 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+            self._exited(child)
+        self.children.clear()

@@ -1,9 +1,9 @@
 """The expiration filter: a job dequeued after its ``expiration`` never reaches its handler.
 
 Modelled on dramatiq's ``AgeLimit`` middleware, a filter that returns early: the expired job gets
-a fatal result, so the default policy buries it with a reason starting with ``expired`` (kept,
-counted in ``stats``, back with ``pulpo kick``). With ``on_expired = "delete"`` in the
-``[expiration]`` section the job is deleted instead.
+a fatal result, and this plugin's policy buries it with a reason starting with ``expired`` (kept,
+counted in ``stats``, back with ``pulpo kick``) and the outcome ``expired`` for observers. With
+``on_expired = "delete"`` in the ``[expiration]`` section the job is deleted instead.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import attrs
 from pulpo_core.config import load_section
 from pulpo_core.errors import ConfigError
 from pulpo_core.markers import hookimpl
-from pulpo_core.result import Drop, Result
+from pulpo_core.result import Bury, Drop, Result
 
 if TYPE_CHECKING:
     from pulpo_core.app import Pulpo
@@ -76,7 +76,9 @@ def pulpo_result_policy(message: Message, result: Result, app: Pulpo) -> Action 
     settings = load_section(SECTION, app.config.section(SECTION), ExpirationSettings)
     if settings.on_expired == "delete":
         return Drop(result.error)
-    return None  # "bury": the default policy buries a fatal result with its error as reason
+    # Buried with the error as its reason, as the default policy would, but named "expired"
+    # for observers (the outcome label of job metrics) rather than "buried".
+    return Bury(result.error, outcome="expired")
 
 
 @hookimpl(tryfirst=True)  # refuse before any other middleware spends work on the message
