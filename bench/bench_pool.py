@@ -14,7 +14,7 @@ The I/O-bound case also runs on pulpo-redis, side by side with its anchors on th
 redis-server: Dramatiq with 1 process x 16 threads on its Redis broker and Huey ``-w 16 -k
 thread`` on Redis (see :mod:`pool_peers`). Every rate counts from the start of the worker
 command to the last job done, start-up included, for pulpo and the peers alike. Run alone with
-``python bench/bench_pool.py [--quick]``.
+``python bench/bench_pool.py [--quick]``; ``PULPO_BENCH_POOL_IO=1`` runs the I/O-bound rows alone.
 """
 
 from __future__ import annotations
@@ -123,6 +123,8 @@ def ideal(rates: Rates) -> str:
 def measure(report: list[str], quick: bool, server_port: int, redis_url: str) -> None:
     sizes = QUICK_SIZES if quick else SIZES
     rounds = 1 if quick else ROUNDS
+    # PULPO_BENCH_POOL_IO=1: only the I/O-bound rows (1 x 16, sync and async, and the anchors).
+    io_only = os.environ.get("PULPO_BENCH_POOL_IO") == "1"
     cores = len(os.sched_getaffinity(0))
     report += ["## Worker pool", "",
                f"Median of {rounds} runs; steady: from the first job done to the last; with "
@@ -135,6 +137,8 @@ def measure(report: list[str], quick: bool, server_port: int, redis_url: str) ->
                                     ("sleep10_async", "sleep 10 ms, async")):
             rates = median_rate(base, request_type, sizes["io"], 1, 16, rounds)
             report.append(row(name, label, "1 x 16", rates, ideal(rates)))
+        if io_only:
+            continue
         single = None
         for processes in (1, 2, 4):
             rates = median_rate(base, "noop", sizes["noop"], processes, 1, rounds)
