@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -26,7 +26,13 @@ from pulpo_beanstalkd.connection import Connection
 from pulpo_beanstalkd.leadership import BeanstalkdLedger
 from pulpo_beanstalkd.operate import LISTING_NOTE, Operations
 from pulpo_beanstalkd.publish import Publisher
-from pulpo_beanstalkd.reservations import LazyAttempts, Reasons, Reservation, failed_runs
+from pulpo_beanstalkd.reservations import (
+    LEASE_MARGIN,
+    LazyAttempts,
+    Reasons,
+    Reservation,
+    failed_runs,
+)
 from pulpo_beanstalkd.settings import SECTION, BeanstalkdSettings
 from pulpo_core.config import load_section
 from pulpo_core.errors import AdapterError
@@ -40,6 +46,23 @@ FLUSH_WAIT = 2.0
 
 def _job(job_id: int) -> greenstalk.Job[bytes]:
     return greenstalk.Job(job_id, b"")
+
+
+def _lease_reader(reserved: dict[int, Reservation]) -> Callable[[int], tuple[float, int] | None]:
+    """The earliest deadline (the server's: ttr from the reserve or last touch) of the jobs in
+    ``reserved`` held on the worker connection's generation ``current``, with its job id; read
+    by the watchdog's heartbeat thread."""
+
+    def lease(current: int) -> tuple[float, int] | None:
+        earliest: tuple[float, int] | None = None
+        for job_id, reservation in list(reserved.items()):
+            deadline = reservation.deadline
+            if reservation.generation == current and deadline > 0 and (
+                    earliest is None or deadline < earliest[0]):
+                earliest = (deadline, job_id)
+        return None if earliest is None else (earliest[0] + LEASE_MARGIN, earliest[1])
+
+    return lease
 
 
 class BeanstalkdQueueAdapter:
@@ -57,9 +80,11 @@ class BeanstalkdQueueAdapter:
         self._wait = settings.reconnect_timeout
         self._producer = Connection(settings, use=settings.default_tube,
                                     watch=greenstalk.DEFAULT_TUBE, role="producer")
-        self._worker = Connection(settings, use=greenstalk.DEFAULT_TUBE,
-                                  watch=settings.watched, role="worker")
         self._reserved: dict[int, Reservation] = {}
+        self._worker = Connection(
+            settings, use=greenstalk.DEFAULT_TUBE, watch=settings.watched, role="worker",
+            lease_of=_lease_reader(self._reserved)
+            if settings.watchdog else None)
         self._reasons = Reasons()
         self._publisher = Publisher(settings, self._producer, self._reasons)
         self._operations = Operations(settings, self._producer, self._worker, self._reasons,
@@ -116,6 +141,7 @@ class BeanstalkdQueueAdapter:
             if message.ttr is None:  # put by another client in pulpo's format, without a ttr
                 message = attrs.evolve(message, ttr=self._server_ttr(job_id))
             reservation.renew(message.ttr or 0, reserved_at)
+            worker.note_lease(reservation.deadline + LEASE_MARGIN, job_id)
             return message
 
     def _server_ttr(self, job_id: int) -> int:
@@ -338,6 +364,7 @@ class BeanstalkdQueueAdapter:
             reservation = self._reserved.get(job_id)
             if reservation is not None:
                 reservation.renew(message.ttr or 0, now)
+                worker.refresh_lease()
 
     # -- operating ----------------------------------------------------------------------------
 
