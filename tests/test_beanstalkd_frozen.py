@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import greenstalk
@@ -34,6 +35,13 @@ def job_state(observer: greenstalk.Client[str], job_id: int) -> str:
         return str(observer.stats_job(job_id)["state"])
     except greenstalk.NotFoundError:
         return "gone"
+
+
+def watching(observer: greenstalk.Client[str], tube: str) -> int:
+    """How many connections watch ``tube`` (0 before any does)."""
+    with contextlib.suppress(greenstalk.NotFoundError):
+        return int(observer.stats_tube(tube)["current-watching"])
+    return 0
 
 
 def children(pid: int) -> list[int]:
@@ -74,9 +82,9 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path, name: str,
 
 
 @pytest.fixture
-def observer(beanstalkd: BeanstalkdServer) -> greenstalk.Client[str]:
+def observer(beanstalkd: BeanstalkdServer) -> Iterator[greenstalk.Client[str]]:
     client: greenstalk.Client[str] = greenstalk.Client((beanstalkd.host, beanstalkd.port))
-    yield client  # type: ignore[misc]
+    yield client
     client.close()
 
 
@@ -137,6 +145,7 @@ class TestFrozenWorker:
             job_id = int(str(job.id))
             wait_for(lambda: job_state(observer, job_id) == "ready", TTR + 3, "the job back",
                      workers)
+            wait_for(lambda: CUT in workers.logs(), 5, "the watchdog's line", workers)
             with greenstalk.Client((beanstalkd.host, beanstalkd.port), use=tube,
                                    watch=tube) as other:
                 taken = other.reserve(timeout=5)  # another worker has it now
@@ -195,18 +204,12 @@ class TestWatchdogProcess:
 
         wait_for(watchdog_started, 20, "the watchdog", workers)
         assert len(found) == 1
-        wait_for(lambda: int(observer.stats_tube(tube)["current-watching"]) == 1, 20,
+        wait_for(lambda: watching(observer, tube) == 1, 20,
                  "the worker connection", workers)
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
         wait_for(lambda: not running(found[0]), 10, "the watchdog's exit", workers)
-
-        def unwatched() -> bool:
-            with contextlib.suppress(greenstalk.NotFoundError):
-                return int(observer.stats_tube(tube)["current-watching"]) == 0
-            return True
-
-        wait_for(unwatched, 10, "the connection to close", workers)
+        wait_for(lambda: watching(observer, tube) == 0, 10, "the connection to close", workers)
         with contextlib.suppress(ChildProcessError):  # reap it if it is ours to reap
             os.waitpid(found[0], os.WNOHANG)
 
@@ -218,7 +221,7 @@ class TestWatchdogProcess:
         tube = workers.settings["beanstalkd_queue_adapter"]["default_tube"]
         worker = workers.start()
         try:
-            wait_for(lambda: int(observer.stats_tube(tube)["current-watching"]) == 1, 20,
+            wait_for(lambda: watching(observer, tube) == 1, 20,
                      "the worker connection", workers)
             assert children(worker.pid) == []
         finally:
