@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -31,6 +31,7 @@ from pulpo_beanstalkd.reservations import (
     LazyAttempts,
     Reasons,
     Reservation,
+    earliest_lease,
     failed_runs,
 )
 from pulpo_beanstalkd.settings import SECTION, BeanstalkdSettings
@@ -46,23 +47,6 @@ FLUSH_WAIT = 2.0
 
 def _job(job_id: int) -> greenstalk.Job[bytes]:
     return greenstalk.Job(job_id, b"")
-
-
-def _lease_reader(reserved: dict[int, Reservation]) -> Callable[[int], tuple[float, int] | None]:
-    """The earliest deadline (the server's: ttr from the reserve or last touch) of the jobs in
-    ``reserved`` held on the worker connection's generation ``current``, with its job id; read
-    by the watchdog's heartbeat thread."""
-
-    def lease(current: int) -> tuple[float, int] | None:
-        earliest: tuple[float, int] | None = None
-        for job_id, reservation in list(reserved.items()):
-            deadline = reservation.deadline
-            if reservation.generation == current and deadline > 0 and (
-                    earliest is None or deadline < earliest[0]):
-                earliest = (deadline, job_id)
-        return None if earliest is None else (earliest[0] + LEASE_MARGIN, earliest[1])
-
-    return lease
 
 
 class BeanstalkdQueueAdapter:
@@ -83,7 +67,7 @@ class BeanstalkdQueueAdapter:
         self._reserved: dict[int, Reservation] = {}
         self._worker = Connection(
             settings, use=greenstalk.DEFAULT_TUBE, watch=settings.watched, role="worker",
-            lease_of=_lease_reader(self._reserved)
+            lease_of=earliest_lease(self._reserved)
             if settings.watchdog else None)
         self._reasons = Reasons()
         self._publisher = Publisher(settings, self._producer, self._reasons)
