@@ -2,8 +2,9 @@
 
 The job body names files in the test's temporary folder: the handler writes ``<started>`` when it
 begins (with its pid and the job's attempts), waits for ``<release>`` to exist (or sleeps
-``seconds``), then writes ``<done>``. A test can so kill a worker in the middle of a job, or
-let the job run past its ttr, and see which process ran what.
+``seconds``, computing in Python instead if ``busy``), then writes ``<done>``. A test can so
+kill a worker in the middle of a job, or let the job run past its ttr, and see which process
+ran what.
 """
 
 from __future__ import annotations
@@ -30,5 +31,10 @@ def work(message: Message) -> None:
         deadline = time.monotonic() + 30
         while not Path(body["release"]).exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-    time.sleep(float(body.get("seconds", 0)))
+    if body.get("busy"):  # computes in Python rather than sleeping
+        until = time.monotonic() + float(body.get("seconds", 0))
+        while time.monotonic() < until:
+            sum(range(1000))
+    else:
+        time.sleep(float(body.get("seconds", 0)))
     _note(body["done"], message)

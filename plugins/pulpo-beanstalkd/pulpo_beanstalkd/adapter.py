@@ -26,7 +26,14 @@ from pulpo_beanstalkd.connection import Connection
 from pulpo_beanstalkd.leadership import BeanstalkdLedger
 from pulpo_beanstalkd.operate import LISTING_NOTE, Operations
 from pulpo_beanstalkd.publish import Publisher
-from pulpo_beanstalkd.reservations import LazyAttempts, Reasons, Reservation, failed_runs
+from pulpo_beanstalkd.reservations import (
+    LEASE_MARGIN,
+    LazyAttempts,
+    Reasons,
+    Reservation,
+    earliest_lease,
+    failed_runs,
+)
 from pulpo_beanstalkd.settings import SECTION, BeanstalkdSettings
 from pulpo_core.config import load_section
 from pulpo_core.errors import AdapterError
@@ -57,9 +64,11 @@ class BeanstalkdQueueAdapter:
         self._wait = settings.reconnect_timeout
         self._producer = Connection(settings, use=settings.default_tube,
                                     watch=greenstalk.DEFAULT_TUBE, role="producer")
-        self._worker = Connection(settings, use=greenstalk.DEFAULT_TUBE,
-                                  watch=settings.watched, role="worker")
         self._reserved: dict[int, Reservation] = {}
+        self._worker = Connection(
+            settings, use=greenstalk.DEFAULT_TUBE, watch=settings.watched, role="worker",
+            lease_of=earliest_lease(self._reserved)
+            if settings.watchdog else None)
         self._reasons = Reasons()
         self._publisher = Publisher(settings, self._producer, self._reasons)
         self._operations = Operations(settings, self._producer, self._worker, self._reasons,
@@ -116,6 +125,7 @@ class BeanstalkdQueueAdapter:
             if message.ttr is None:  # put by another client in pulpo's format, without a ttr
                 message = attrs.evolve(message, ttr=self._server_ttr(job_id))
             reservation.renew(message.ttr or 0, reserved_at)
+            worker.note_lease(reservation.deadline + LEASE_MARGIN, job_id)
             return message
 
     def _server_ttr(self, job_id: int) -> int:
@@ -338,6 +348,7 @@ class BeanstalkdQueueAdapter:
             reservation = self._reserved.get(job_id)
             if reservation is not None:
                 reservation.renew(message.ttr or 0, now)
+                worker.refresh_lease()
 
     # -- operating ----------------------------------------------------------------------------
 

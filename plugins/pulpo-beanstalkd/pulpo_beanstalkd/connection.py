@@ -20,6 +20,7 @@ from typing import TypeVar
 import greenstalk
 
 from pulpo_beanstalkd.client import PipelinedClient, describe
+from pulpo_beanstalkd.guard import Lease, guard
 from pulpo_beanstalkd.settings import BeanstalkdSettings
 from pulpo_beanstalkd.socket_reader import set_timeouts
 from pulpo_core.errors import AdapterError
@@ -37,8 +38,12 @@ class Connection:
     """
 
     def __init__(
-        self, settings: BeanstalkdSettings, *, use: str, watch: str | Sequence[str], role: str
+        self, settings: BeanstalkdSettings, *, use: str, watch: str | Sequence[str], role: str,
+        lease_of: Callable[[int], Lease | None] | None = None,
     ) -> None:
+        """:param lease_of: the earliest lease the connection holds in a generation; when
+            given, each socket opened is handed to this process's watchdog (see
+            :mod:`pulpo_beanstalkd.guard`)."""
         self.settings = settings
         self.use = use
         self.watch = watch
@@ -56,6 +61,9 @@ class Connection:
         #: The ``id`` beanstalkd gives itself at each start, and whether it keeps a binlog.
         self.server_id = ""
         self.server_binlog = False
+        self._lease_of = lease_of
+        #: The connection's slot in the watchdog's page, while it watches the connection.
+        self._slot: int | None = None
 
     @property
     def client(self) -> PipelinedClient | None:
@@ -141,7 +149,32 @@ class Connection:
                 self._next_attempt = 0.0
                 self.generation += 1
                 self._client = client
+                if self._lease_of is not None:
+                    self._guard(client)
             return self._client
+
+    def _guard(self, client: PipelinedClient) -> None:
+        sock: socket.socket = client._sock
+        try:
+            local = sock.getsockname()[1]
+        except OSError:
+            local = "?"
+        label = (f"{self.role} connection to beanstalkd at {self.settings.address} "
+                 f"(local port {local})")
+        lease_of = self._lease_of
+        assert lease_of is not None
+        self._slot = guard().watch(None, sock, label, lambda: lease_of(self.generation))
+
+    def note_lease(self, deadline: float, job_id: int) -> None:
+        """A job just reserved is held until ``deadline`` (``time.monotonic()``): tell the
+        watchdog, if it watches this connection (a write to shared memory)."""
+        if self._slot is not None:
+            guard().note(self._slot, deadline, job_id)
+
+    def refresh_lease(self) -> None:
+        """A lease was renewed: tell the watchdog the earliest one now held."""
+        if self._slot is not None:
+            guard().refresh(self._slot)
 
     def _open(self) -> PipelinedClient:
         settings = self.settings
@@ -215,6 +248,11 @@ class Connection:
             self._unconfirmed.extend((job_id, body, self.server_id)
                                      for job_id, body in client.pending)
             client.pending.clear()
+            slot, self._slot = self._slot, None
+            if slot is not None and guard().forget(slot):
+                # The watchdog's duplicate would keep the connection open past close().
+                with contextlib.suppress(OSError):
+                    client._sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 client.close()
             if error is not None:

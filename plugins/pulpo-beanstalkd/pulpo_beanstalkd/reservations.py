@@ -67,6 +67,25 @@ class Reservation:
 LEASE_MARGIN = 1.0
 
 
+def earliest_lease(
+    reserved: dict[int, Reservation],
+) -> Callable[[int], tuple[float, int] | None]:
+    """How to read the earliest deadline (the server's: ttr from the reserve or last touch) of
+    the jobs in ``reserved`` held on the worker connection's generation ``current``, with its
+    job id (for the watchdog's heartbeat thread, see :mod:`pulpo_beanstalkd.guard`)."""
+
+    def lease(current: int) -> tuple[float, int] | None:
+        earliest: tuple[float, int] | None = None
+        for job_id, reservation in list(reserved.items()):
+            deadline = reservation.deadline
+            if reservation.generation == current and deadline > 0 and (
+                    earliest is None or deadline < earliest[0]):
+                earliest = (deadline, job_id)
+        return None if earliest is None else (earliest[0] + LEASE_MARGIN, earliest[1])
+
+    return lease
+
+
 class Reasons:
     """The bury reasons this process knows, the :data:`REASONS_KEPT` most recent."""
 

@@ -75,6 +75,9 @@ class BeanstalkdSettings:
     #: Seconds a read polls for the server's answer before it sleeps (0: sleep at once).
     #: Answers from a nearby server come sooner than a sleeping process wakes up.
     spin_wait: float = attrs.field(default=0.00005, validator=between(0, 1, "second"))
+    #: Whether a worker process runs a watchdog that closes its worker connection when the
+    #: process is frozen past a job's ttr (beanstalkd 1.12 may otherwise keep the job reserved).
+    watchdog: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.reserve_timeout >= self.socket_timeout:
