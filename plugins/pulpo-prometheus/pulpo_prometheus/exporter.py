@@ -73,21 +73,27 @@ def _health(probe: QueueProbe) -> tuple[bool, str]:
     return reading.up, reading.error or ""
 
 
+def _serve(app: Pulpo, settings: PrometheusSettings,
+           registry: CollectorRegistry) -> tuple[QueueProbe, MetricsServer]:
+    """A queue probe with its collector on ``registry``, and the server of ``registry`` (the
+    probe is closed again when the server cannot start)."""
+    probe = _probe(app, settings)
+    registry.register(QueueCollector(probe))
+    try:
+        return probe, MetricsServer(settings.host, settings.port, registry,
+                                    lambda: _health(probe))
+    except BaseException:
+        probe.close()
+        raise
+
+
 class WorkerExporter:
     """A worker alone: its own metrics, served from its own process."""
 
     def __init__(self, app: Pulpo, settings: PrometheusSettings) -> None:
         self.registry = CollectorRegistry()
         self.metrics = JobMetrics(self.registry)
-        self.probe = _probe(app, settings)
-        self.registry.register(QueueCollector(self.probe))
-        try:
-            self.server = MetricsServer(
-                settings.host, settings.port, self.registry, lambda: _health(self.probe)
-            )
-        except BaseException:
-            self.probe.close()
-            raise
+        self.probe, self.server = _serve(app, settings, self.registry)
 
     def close(self) -> None:
         self.server.close()
@@ -116,14 +122,9 @@ class PoolExporter:
         os.environ[POOL_ENV] = self.folder
         self.registry = CollectorRegistry()
         MultiProcessCollector(self.registry, path=self.folder)  # type: ignore[no-untyped-call]
-        self.probe = _probe(app, settings)
-        self.registry.register(QueueCollector(self.probe))
         try:
-            self.server = MetricsServer(
-                settings.host, settings.port, self.registry, lambda: _health(self.probe)
-            )
+            self.probe, self.server = _serve(app, settings, self.registry)
         except BaseException:
-            self.probe.close()
             self._remove()
             raise
 
